@@ -1,0 +1,61 @@
+"""Compile a validated :class:`~allocator.spec.Scenario` into a :class:`CompiledProblem`."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from .curves import get_family
+from .problem import CompiledProblem, CurveBlock
+from .spec.models import Scenario, TaskSpec
+from .value import lifetime_value
+
+
+def cell_value(cell: TaskSpec) -> float:
+    """Value of one success of ``cell``: the number given, or its lifetime value."""
+    if isinstance(cell.value, (int, float)):
+        return float(cell.value)
+    c = cell.value.clv
+    return lifetime_value(c.margin, c.retention, c.discount,
+                          math.inf if c.horizon is None else c.horizon, c.timing)
+
+
+def compile_scenario(sc: Scenario) -> CompiledProblem:
+    """Turn the scenario's cells into arrays, grouping curves by family.
+
+    The spend upper bound of a cell is the smaller of ``max_spend`` and
+    ``pool * domain_max`` of its curve (e.g. the peak of a curve that rises then
+    falls), so no solver ever spends past a peak.
+    """
+    seg, task, pool, value, lo, hi, cur = [], [], [], [], [], [], []
+    by_family: dict[str, list[tuple[int, dict]]] = defaultdict(list)
+    for s in sc.segments or []:
+        for t, cell in s.tasks.items():
+            i = len(seg)
+            seg.append(s.id)
+            task.append(t)
+            pool.append(cell.pool)
+            value.append(cell_value(cell))
+            lo.append(cell.min_spend)
+            hi.append(math.inf if cell.max_spend is None else cell.max_spend)
+            cur.append(math.nan if cell.current_spend is None else cell.current_spend)
+            raw = {k: v for k, v in cell.curve.items() if k != "family"}
+            by_family[cell.curve["family"]].append((i, raw))
+    pool_a = np.array(pool, float)
+    upper = np.array(hi, float)
+    blocks = []
+    for name, items in by_family.items():
+        fam = get_family(name)
+        idx = np.array([i for i, _ in items], dtype=int)
+        params = fam.pack([r for _, r in items])
+        blocks.append(CurveBlock(fam, idx, params))
+        upper[idx] = np.minimum(upper[idx], pool_a[idx] * fam.domain_max(params))
+    lower = np.array(lo, float)
+    return CompiledProblem(
+        name=sc.name, segment=np.array(seg, dtype=object), task=np.array(task, dtype=object),
+        pool=pool_a, value=np.array(value, float), lower=lower, upper=np.maximum(upper, lower),
+        current_spend=np.array(cur, float), blocks=tuple(blocks),
+        budget=None if sc.budget is None else sc.budget.total,
+        use_all=bool(sc.budget and sc.budget.use_all), currency=sc.currency)

@@ -1,0 +1,77 @@
+"""Hill (ADBUDG) response curve.
+
+p(x) = floor + (ceiling - floor) * x^shape / (half_saturation^shape + x^shape),
+
+Little's ADBUDG form (Little 1970, "Models and managers: the concept of a decision
+calculus", Management Science 16(8)). ``shape <= 1`` gives a concave curve;
+``shape > 1`` an S-shaped one, with nothing much happening until spend clears a
+threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .base import CurveFamily, Param, Params, SpendRule
+
+
+class Hill(CurveFamily):
+    name = "hill"
+    description = "floor + (ceiling - floor) * x^shape / (half_saturation^shape + x^shape); S-shaped when shape > 1"
+    params = (
+        Param("ceiling", lower=0.0, upper=1.0, doc="response rate at unlimited spend per member"),
+        Param("half_saturation", lower=1e-12, doc="spend per member giving half of the lift"),
+        Param("shape", lower=1e-6, upper=50.0, doc="steepness; > 1 is S-shaped"),
+        Param("floor", default=0.0, lower=0.0, upper=1.0, doc="response rate at zero spend"),
+    )
+
+    def check_relations(self, v: Mapping[str, float]) -> list[tuple[str, str]]:
+        floor = v.get("floor", 0.0)
+        if v["ceiling"] < floor:
+            return [("ceiling", f"must be >= floor ({floor:g}); got {v['ceiling']:g}")]
+        return []
+
+    def _frac(self, x, P):
+        z = np.asarray(x, dtype=float) / P["half_saturation"]
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            zk = np.power(z, P["shape"])
+            frac = np.where(np.isinf(zk), 1.0, zk / (1.0 + zk))
+        return z, zk, frac
+
+    def response(self, x, P):
+        _, _, frac = self._frac(x, P)
+        return P["floor"] + (P["ceiling"] - P["floor"]) * frac
+
+    def slope(self, x, P):
+        z, zk, _ = self._frac(x, P)
+        k = P["shape"]
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            # d/dx [z^k/(1+z^k)] = k z^(k-1) / (h (1+z^k)^2)
+            d = k * np.power(z, k - 1.0) / (P["half_saturation"] * (1.0 + zk) ** 2)
+            d = np.where(np.isinf(zk), 0.0, d)
+            d = np.where(z == 0, np.where(k < 1, np.inf, np.where(k == 1, 1.0 / P["half_saturation"], 0.0)), d)
+        return (P["ceiling"] - P["floor"]) * d
+
+    def is_concave(self, P):
+        return P["shape"] <= 1.0
+
+    def inflection(self, P: Params) -> np.ndarray:
+        """Spend per member where an S-shaped curve turns concave (0 when concave)."""
+        k = P["shape"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.where(k > 1, np.power(np.maximum(k - 1, 0) / (k + 1), 1.0 / k), 0.0)
+        return z * P["half_saturation"]
+
+    def spend_rule(self, P: Params, value: np.ndarray, pool: np.ndarray) -> SpendRule:
+        if not np.all(P["shape"] == 1.0):
+            return super().spend_rule(P, value, pool)
+        # shape 1: value*(c-f)*h/(h+x)^2 = lam  <=>  x = sqrt(value*(c-f)*h/lam) - h
+        h = P["half_saturation"]
+        root = np.sqrt(value * (P["ceiling"] - P["floor"]) * h)
+
+        def rule(lam: float) -> np.ndarray:
+            return pool * np.maximum(root / np.sqrt(lam) - h, 0.0)
+
+        return rule

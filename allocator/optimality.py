@@ -1,0 +1,128 @@
+"""The shared optimality check run on every solver's plan.
+
+For a separable problem with one budget, a plan is optimal (for concave curves;
+a necessary condition otherwise) when it is feasible and there is a common
+marginal return ``lam`` such that
+
+* every cell strictly inside its bounds has ``value * p'(x) = lam``
+  (for a kinked curve: ``p'(x+) <= lam / value <= p'(x-)``);
+* a cell at its lower bound (zero or ``min_spend``) has ``value * p'(x+) <= lam``;
+* a cell at its upper bound has ``value * p'(x-) >= lam``;
+* ``lam = 1`` when the budget does not bind and ``use_all`` is off, and
+  ``lam >= 1`` when it binds (``lam - 1`` is the budget's shadow price).
+
+``lam`` is estimated from the plan itself (median interior marginal return), so
+the check does not trust the solver's own multiplier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .problem import CompiledProblem
+
+BOUND_NONE, BOUND_LOWER, BOUND_UPPER, BOUND_ZERO = "none", "lower", "upper", "zero"
+
+
+@dataclass
+class OptimalityReport:
+    """Outcome of :func:`check_optimality`; ``ok`` summarizes the rest."""
+
+    feasible: bool
+    budget_binds: bool
+    marginal_return: float
+    kkt_max_deviation: float
+    complementarity_violations: list[str] = field(default_factory=list)
+    feasibility_violations: list[str] = field(default_factory=list)
+    bound: np.ndarray = field(default_factory=lambda: np.array([]))
+    ok: bool = True
+
+
+def classify_bounds(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1e-7) -> np.ndarray:
+    """Per cell: ``zero``, ``lower``, ``upper`` or ``none`` (strictly inside its bounds)."""
+    scale = np.maximum(np.maximum(np.abs(problem.lower), np.where(np.isfinite(problem.upper), problem.upper, 0)),
+                       np.maximum(spend, 1.0))
+    eps = rtol * scale + 1e-9
+    at_lo = spend <= problem.lower + eps
+    at_hi = np.isfinite(problem.upper) & (spend >= problem.upper - eps)
+    out = np.full(problem.n, BOUND_NONE, dtype=object)
+    out[at_hi] = BOUND_UPPER
+    out[at_lo & (problem.lower <= eps)] = BOUND_ZERO
+    out[at_lo & (problem.lower > eps)] = BOUND_LOWER
+    return out
+
+
+def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1e-6) -> OptimalityReport:
+    """Check feasibility, equal marginal returns on interior cells and complementarity at bounds.
+
+    Parameters
+    ----------
+    problem : CompiledProblem
+    spend : ndarray
+        Total spend per cell.
+    rtol : float
+        Relative tolerance on marginal returns and budget.
+
+    Returns
+    -------
+    OptimalityReport
+    """
+    spend = np.asarray(spend, float)
+    feas: list[str] = []
+    slack = 1e-9 + rtol * np.maximum(np.abs(spend), 1.0)
+    for i in np.flatnonzero(spend < problem.lower - slack):
+        feas.append(f"cell {problem.label(i)} spends {spend[i]:.6g} below its minimum {problem.lower[i]:.6g}")
+    for i in np.flatnonzero(spend > problem.upper + slack):
+        feas.append(f"cell {problem.label(i)} spends {spend[i]:.6g} above its maximum {problem.upper[i]:.6g}")
+    total = float(spend.sum())
+    B = problem.budget
+    budget_binds = False
+    if B is not None:
+        if total > B * (1 + rtol) + 1e-6:
+            feas.append(f"total spend {total:.10g} exceeds budget {B:.10g}")
+        if problem.use_all and total < B * (1 - rtol) - 1e-6:
+            feas.append(f"total spend {total:.10g} falls short of budget {B:.10g} with use_all")
+        budget_binds = total >= B * (1 - 1e-9) - 1e-9
+    bound = classify_bounds(problem, spend)
+    right = problem.marginal_return(spend, "right")
+    left = problem.marginal_return(spend, "left")
+    interior = bound == BOUND_NONE
+    smooth = interior & np.isclose(left, right, rtol=1e-12, atol=0)
+
+    if not budget_binds and not problem.use_all:
+        lam = 1.0
+    elif smooth.any():
+        lam = float(np.median(right[smooth]))
+    elif interior.any():
+        lam = float(np.clip(1.0, right[interior].max(), left[interior].min())) if not problem.use_all else \
+            float(0.5 * (right[interior].max() + left[interior].min()))
+    else:
+        # every cell at a bound: any lam between the largest lower-bound marginal and the
+        # smallest upper-bound marginal certifies the plan; take the midpoint (at least 1).
+        lows = right[(bound == BOUND_LOWER) | (bound == BOUND_ZERO)]
+        highs = left[bound == BOUND_UPPER]
+        lo_l = lows.max() if lows.size else 0.0
+        hi_l = highs.min() if highs.size else max(lo_l, 1.0)
+        lam = float(max(lo_l, min(hi_l, max(1.0, lo_l)))) if not problem.use_all else float(0.5 * (lo_l + hi_l))
+
+    scale = max(abs(lam), 1e-12)
+    dev_hi = np.maximum(right - lam, 0.0) / scale      # next unit returns more than lam
+    dev_lo = np.maximum(lam - left, 0.0) / scale       # last unit returned less than lam
+    kkt = float(np.max(np.maximum(dev_hi, dev_lo)[interior], initial=0.0))
+    comp: list[str] = []
+    for i in np.flatnonzero(((bound == BOUND_LOWER) | (bound == BOUND_ZERO)) & (dev_hi > rtol)):
+        if problem.upper[i] > problem.lower[i]:
+            comp.append(f"cell {problem.label(i)} sits at its lower bound with marginal return "
+                        f"{right[i]:.6g} > {lam:.6g}")
+    for i in np.flatnonzero((bound == BOUND_UPPER) & (dev_lo > rtol)):
+        if problem.upper[i] > problem.lower[i]:
+            comp.append(f"cell {problem.label(i)} sits at its upper bound with marginal return "
+                        f"{left[i]:.6g} < {lam:.6g}")
+    if budget_binds and not problem.use_all and lam < 1 - rtol:
+        comp.append(f"budget binds with marginal return {lam:.6g} < 1: spending less would gain")
+    ok = not feas and not comp and kkt <= rtol
+    return OptimalityReport(feasible=not feas, budget_binds=budget_binds, marginal_return=lam,
+                            kkt_max_deviation=kkt, complementarity_violations=comp,
+                            feasibility_violations=feas, bound=bound, ok=ok)

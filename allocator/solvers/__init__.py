@@ -1,0 +1,48 @@
+"""Solver backends behind one interface, and the automatic choice between them."""
+
+from __future__ import annotations
+
+from ..errors import SolverUnavailableError
+from ..problem import CompiledProblem
+from .base import SolveResult, Solver, check_bounds_feasible
+from .exact import ExactSolver
+from .pyomo_highs import PyomoHighsSolver
+
+SOLVERS: dict[str, Solver] = {s.name: s for s in (ExactSolver(), PyomoHighsSolver())}
+AUTO = "auto"
+
+
+def choose_solver(problem: CompiledProblem) -> Solver:
+    """The fastest backend that can certify an optimum of ``problem``."""
+    reasons = []
+    for name in ("exact", "pyomo_highs"):
+        why = SOLVERS[name].can_solve(problem)
+        if why is None:
+            return SOLVERS[name]
+        reasons.append(why)
+    raise SolverUnavailableError("no solver can handle this problem: " + "; ".join(dict.fromkeys(reasons)))
+
+
+def solve(problem: CompiledProblem, solver: str = AUTO, tolerance: float | None = None) -> SolveResult:
+    """Solve ``problem`` with the named backend (``auto`` picks one).
+
+    Raises
+    ------
+    SolverUnavailableError
+        When the named backend cannot handle the problem (e.g. S-shaped curves).
+    InfeasibleError
+        When bounds, budget and constraints cannot hold together.
+    """
+    if solver == AUTO:
+        backend = choose_solver(problem)
+    else:
+        if solver not in SOLVERS:
+            raise SolverUnavailableError(f"unknown solver '{solver}'; known: {', '.join([AUTO, *SOLVERS])}")
+        backend = SOLVERS[solver]
+        why = backend.can_solve(problem)
+        if why is not None:
+            raise SolverUnavailableError(why)
+    return backend.solve(problem, tolerance)
+
+
+__all__ = ["SOLVERS", "AUTO", "SolveResult", "Solver", "check_bounds_feasible", "choose_solver", "solve"]

@@ -1,0 +1,87 @@
+"""The scenario and model file schema (pydantic v2, strict: unknown keys are errors).
+
+Only structure and per-field ranges live here; rules between fields and the
+curve parameters (which depend on the family) are checked in
+:mod:`allocator.spec.rules`, so that every message can name its cell.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TASKS: tuple[str, ...] = ("acquisition", "retention", "winback")
+Task = Literal["acquisition", "retention", "winback"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class CLVSpec(_Strict):
+    """Lifetime value from margin, retention and discount (see :mod:`allocator.value.clv`)."""
+
+    margin: float = Field(description="margin per period, currency")
+    retention: float = Field(ge=0.0, le=1.0, description="probability of staying one more period")
+    discount: float = Field(ge=0.0, description="discount rate per period")
+    horizon: float | None = Field(default=None, ge=1.0, description="periods counted; absent = infinite")
+    timing: Literal["gupta_lehmann", "margin_now", "end_of_period"] = Field(
+        default="gupta_lehmann", description="when margins are collected; see the docs for the formulas")
+
+
+class CLVValue(_Strict):
+    clv: CLVSpec
+
+
+class TaskSpec(_Strict):
+    """One (segment, task) cell."""
+
+    pool: float = Field(gt=0.0, description="members who can respond (prospects, customers, lapsed customers)")
+    value: float | CLVValue = Field(description="value of one success: a number or {clv: {...}}")
+    curve: dict[str, Any] = Field(description="response curve: {family: NAME, <parameters>}")
+    min_spend: float = Field(default=0.0, ge=0.0, description="least total spend on the cell")
+    max_spend: float | None = Field(default=None, ge=0.0, description="most total spend on the cell")
+    current_spend: float | None = Field(default=None, ge=0.0, description="today's spend, shown beside the plan")
+
+
+class SegmentSpec(_Strict):
+    id: str = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list, description="labels that constraints can select")
+    description: str | None = None
+    tasks: dict[Task, TaskSpec] = Field(min_length=1)
+
+
+class BudgetSpec(_Strict):
+    total: float = Field(ge=0.0, description="the most that may be spent over all cells")
+    use_all: bool = Field(default=False, description="spend exactly `total`, even below a marginal return of 1")
+
+
+class ModelFile(_Strict):
+    """A calibrated response-and-value model shared by several scenarios."""
+
+    name: str | None = None
+    description: str | None = None
+    currency: str | None = None
+    segments: list[SegmentSpec] = Field(min_length=1)
+    provenance: dict[str, Any] | None = Field(default=None, description="how the model was made")
+    diagnostics: dict[str, Any] | None = Field(default=None, description="fit diagnostics")
+    samples: dict[str, Any] | None = Field(default=None, description="parameter samples for uncertainty")
+
+
+class SolverOptions(_Strict):
+    name: str = Field(default="auto", description="auto, exact or pyomo_highs")
+    tolerance: float | None = Field(default=None, gt=0.0, description="relative optimality gap")
+
+
+class Scenario(_Strict):
+    """A planning scenario: a budget, cells (inline or from a model file) and solver choice."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$",
+                      description="identifier; also the default output folder name")
+    description: str | None = None
+    currency: str | None = None
+    budget: BudgetSpec | None = None
+    model: str | None = Field(default=None, description="path of a model file, relative to this file")
+    segments: list[SegmentSpec] | None = None
+    solver: SolverOptions = Field(default_factory=SolverOptions)
