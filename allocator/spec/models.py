@@ -57,6 +57,26 @@ class BudgetSpec(_Strict):
     use_all: bool = Field(default=False, description="spend exactly `total`, even below a marginal return of 1")
 
 
+class CellSamples(_Strict):
+    """Parameter draws for one cell: each list has ``count`` entries, draw k across lists belongs together."""
+
+    segment: str
+    task: Task
+    curve: dict[str, list[float]] = Field(default_factory=dict,
+                                          description="per curve parameter, its draws (same family as the cell)")
+    value: list[float] | None = Field(default=None, description="draws of the value of one success")
+    pool: list[float] | None = Field(default=None, description="draws of the pool size")
+
+
+class SamplesSpec(_Strict):
+    """Joint parameter samples (bootstrap or posterior) carried from calibration to scenario analysis."""
+
+    method: str = Field(description="how the draws were made, e.g. bootstrap or posterior")
+    count: int = Field(ge=1, description="number of draws per list")
+    seed: int | None = None
+    cells: list[CellSamples] = Field(min_length=1)
+
+
 class ModelFile(_Strict):
     """A calibrated response-and-value model shared by several scenarios."""
 
@@ -66,7 +86,7 @@ class ModelFile(_Strict):
     segments: list[SegmentSpec] = Field(min_length=1)
     provenance: dict[str, Any] | None = Field(default=None, description="how the model was made")
     diagnostics: dict[str, Any] | None = Field(default=None, description="fit diagnostics")
-    samples: dict[str, Any] | None = Field(default=None, description="parameter samples for uncertainty")
+    samples: SamplesSpec | None = Field(default=None, description="parameter samples for uncertainty")
 
 
 class SolverOptions(_Strict):
