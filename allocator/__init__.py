@@ -61,7 +61,29 @@ def plan(scenario: str | Path | Scenario | Mapping[str, Any], solver: str | None
     return make_plan(problem, solver or sc.solver.name, tolerance if tolerance is not None else sc.solver.tolerance)
 
 
+# constraints and the global solver (issue 3)
+from .infeasibility import find_conflict  # noqa: E402
+from .problem import LinearConstraint, ObjectiveSpec  # noqa: E402
+from .solvers.global_milp import GlobalSolver  # noqa: E402
+from .spec.constraints import (HurdleObjective, LockConstraint, MinActiveConstraint, NamedBudget,  # noqa: E402
+                               NetValueObjective, RatioConstraint, Selector, ShareConstraint, SpendConstraint,
+                               TargetObjective)
+
+# scenario analysis (issue 5): frontiers, sensitivities, uncertainty, sweeps
+from .analysis import budget_frontier, money_moves  # noqa: E402
+from .analysis.sensitivity import sensitivity, what_if_move  # noqa: E402
+from .analysis.uncertainty import (compare_risk, draw_samples, evaluate_plan,  # noqa: E402
+                                   optimize_risk)
+from .scenarios import Sweep, run_sweep, with_overrides  # noqa: E402
+
+frontier = budget_frontier
+
 __all__ = [
+    "GlobalSolver", "HurdleObjective", "LinearConstraint", "LockConstraint", "MinActiveConstraint", "NamedBudget",
+    "NetValueObjective", "ObjectiveSpec", "RatioConstraint", "Selector", "ShareConstraint", "SpendConstraint",
+    "TargetObjective", "find_conflict",
+    "Sweep", "budget_frontier", "compare_risk", "draw_samples", "evaluate_plan", "frontier", "money_moves",
+    "optimize_risk", "run_sweep", "sensitivity", "what_if_move", "with_overrides",
     "AllocatorError", "CompiledProblem", "InfeasibleError", "NumericalError", "Plan", "PlanSummary",
     "Scenario", "SolverUnavailableError", "SpecError", "build_plan", "check_optimality", "compile_scenario",
     "lifetime_value", "load_model", "load_scenario", "make_plan", "plan", "scenario_from_dict", "solve",

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .constraints import CellLabels, compile_constraints
 from .curves import get_family
 from .problem import CompiledProblem, CurveBlock
 from .spec.models import Scenario, TaskSpec
@@ -53,9 +54,25 @@ def compile_scenario(sc: Scenario) -> CompiledProblem:
         blocks.append(CurveBlock(fam, idx, params))
         upper[idx] = np.minimum(upper[idx], pool_a[idx] * fam.domain_max(params))
     lower = np.array(lo, float)
+    upper = np.maximum(upper, lower)
+    value_a = np.array(value, float)
+    current = np.array(cur, float)
+    rules = compile_constraints(sc, CellLabels.from_scenario(sc), value_a, current)
+    # a lock is a pair of bounds (checked against min_spend/max_spend when compiled); it may
+    # exceed a curve peak, which is the planner's call
+    fixed = ~np.isnan(rules.locked)
+    lower = np.where(fixed, rules.locked, lower)
+    upper = np.where(fixed, rules.locked, upper)
+    integer = rules.unit is not None or bool(np.any(rules.min_active > 0)) or bool(np.any(rules.activation_cost > 0))
     return CompiledProblem(
         name=sc.name, segment=np.array(seg, dtype=object), task=np.array(task, dtype=object),
-        pool=pool_a, value=np.array(value, float), lower=lower, upper=np.maximum(upper, lower),
-        current_spend=np.array(cur, float), blocks=tuple(blocks),
+        pool=pool_a, value=value_a, lower=lower, upper=upper,
+        current_spend=current, blocks=tuple(blocks),
         budget=None if sc.budget is None else sc.budget.total,
-        use_all=bool(sc.budget and sc.budget.use_all), currency=sc.currency)
+        use_all=bool(sc.budget and sc.budget.use_all), currency=sc.currency,
+        constraints=rules.rows,
+        min_active=rules.min_active if integer else None,
+        activation_cost=rules.activation_cost if integer else None,
+        unit=rules.unit, locked=rules.locked if fixed.any() else None, objective=rules.objective,
+        options={"formulation": sc.solver.formulation, "breakpoints": sc.solver.breakpoints,
+                 "time_limit": sc.solver.time_limit})

@@ -11,16 +11,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .plan import Plan
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write_texts(files: dict[Path, str]) -> list[Path]:
-    """Write several files so that none appears half-written.
+    """Write several files so that either all of them appear, complete, or none changes.
 
     Every file is first written in full to a temporary file in its target
-    folder; only when all have been written are they renamed into place
-    (``os.replace`` is atomic on one file system). A failure before that leaves
-    no new file behind.
+    folder. Only then are they renamed into place (``os.replace`` is atomic on one
+    file system), each previous version kept aside until all renames succeed; if
+    one fails, the files already moved are taken back and the previous versions
+    restored.
     """
     temps: list[tuple[Path, Path]] = []
+    moved: list[tuple[Path, Path | None]] = []  # (target, backup of what was there)
     try:
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,12 +33,28 @@ def atomic_write_texts(files: dict[Path, str]) -> list[Path]:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
             temps.append((Path(tmp), path))
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         for tmp, path in temps:
+            backup = None
+            if path.exists():
+                backup = Path(tempfile.mkstemp(prefix=f".{path.name}.", suffix=".bak", dir=path.parent)[1])
+                os.replace(path, backup)
+            moved.append((path, backup))
             os.replace(tmp, path)
+    except BaseException:
+        for path, backup in reversed(moved):
+            if path.exists():
+                path.unlink()
+            if backup is not None:
+                os.replace(backup, path)
+        raise
     finally:
         for tmp, _ in temps:
             if tmp.exists():
                 tmp.unlink()
+    for _, backup in moved:
+        if backup is not None and backup.exists():
+            backup.unlink()
     return list(files)
 
 

@@ -38,13 +38,24 @@ class OptimalityReport:
     feasibility_violations: list[str] = field(default_factory=list)
     bound: np.ndarray = field(default_factory=lambda: np.array([]))
     ok: bool = True
+    # several constraints (see :mod:`allocator.kkt`): estimated shadow price per binding row
+    # (value per currency unit), which end each binding row sits at, whether the marginal
+    # conditions apply (not with spend units), and the price each cell's marginal return meets
+    shadow_prices: dict[str, float] = field(default_factory=dict)
+    binding: dict[str, str] = field(default_factory=dict)
+    applicable: bool = True
+    note: str = ""
+    price: np.ndarray | None = None
 
 
 def classify_bounds(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1e-7) -> np.ndarray:
     """Per cell: ``zero``, ``lower``, ``upper`` or ``none`` (strictly inside its bounds)."""
     scale = np.maximum(np.maximum(np.abs(problem.lower), np.where(np.isfinite(problem.upper), problem.upper, 0)),
                        np.maximum(spend, 1.0))
-    eps = rtol * scale + 1e-9
+    # spend below a billionth of the plan's total is zero in currency terms, whatever the curve
+    # does there (a hill curve with shape < 1 has an infinite first marginal return)
+    total = problem.budget if problem.budget is not None else float(np.sum(spend))
+    eps = rtol * scale + 1e-9 * max(total, 1.0)
     at_lo = spend <= problem.lower + eps
     at_hi = np.isfinite(problem.upper) & (spend >= problem.upper - eps)
     out = np.full(problem.n, BOUND_NONE, dtype=object)
@@ -70,6 +81,10 @@ def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 
     OptimalityReport
     """
     spend = np.asarray(spend, float)
+    from .kkt import needs_general
+
+    if needs_general(problem):
+        return _check_general(problem, spend, rtol)
     feas: list[str] = []
     slack = 1e-9 + rtol * np.maximum(np.abs(spend), 1.0)
     for i in np.flatnonzero(spend < problem.lower - slack):
@@ -86,15 +101,20 @@ def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 
             feas.append(f"total spend {total:.10g} falls short of budget {B:.10g} with use_all")
         budget_binds = total >= B * (1 - 1e-9) - 1e-9
     bound = classify_bounds(problem, spend)
-    right = problem.marginal_return(spend, "right")
-    left = problem.marginal_return(spend, "left")
+    # one-sided marginal returns a hair away from the plan, so that a cell a rounding error past
+    # a kink of a tabulated curve is still seen at the kink
+    nudge = 1e-9 * np.maximum(spend, 1.0)
+    right0 = problem.marginal_return(spend, "right")
+    right = np.minimum(right0, problem.marginal_return(spend + nudge, "right"))
+    left = np.maximum(problem.marginal_return(spend, "left"),
+                      problem.marginal_return(np.maximum(spend - nudge, 0.0), "left"))
     interior = bound == BOUND_NONE
-    smooth = interior & np.isclose(left, right, rtol=1e-12, atol=0)
+    smooth = interior & np.isclose(left, right, rtol=1e-6, atol=0)
 
     if not budget_binds and not problem.use_all:
         lam = 1.0
     elif smooth.any():
-        lam = float(np.median(right[smooth]))
+        lam = float(np.median(right0[smooth]))
     elif interior.any():
         lam = float(np.clip(1.0, right[interior].max(), left[interior].min())) if not problem.use_all else \
             float(0.5 * (right[interior].max() + left[interior].min()))
@@ -126,3 +146,18 @@ def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 
     return OptimalityReport(feasible=not feas, budget_binds=budget_binds, marginal_return=lam,
                             kkt_max_deviation=kkt, complementarity_violations=comp,
                             feasibility_violations=feas, bound=bound, ok=ok)
+
+
+def _check_general(problem: CompiledProblem, spend: np.ndarray, rtol: float) -> OptimalityReport:
+    """Several constraints, integer features or another objective: multipliers from a small LP."""
+    from .kkt import check_general
+
+    g = check_general(problem, spend, rtol, bound=classify_bounds(problem, spend))
+    ok = g.feasible and not g.complementarity_violations and g.kkt_max_deviation <= rtol
+    budget_side = g.binding.get("budget.total")
+    lam = g.base_price + (g.shadow_prices.get("budget.total", 0.0) if problem.objective.kind != "target" else 0.0)
+    return OptimalityReport(feasible=g.feasible, budget_binds=budget_side is not None, marginal_return=lam,
+                            kkt_max_deviation=g.kkt_max_deviation, complementarity_violations=g.complementarity_violations,
+                            feasibility_violations=g.feasibility_violations, bound=g.bound, ok=ok,
+                            shadow_prices=g.shadow_prices, binding=g.binding, applicable=g.applicable, note=g.note,
+                            price=g.price)

@@ -50,6 +50,13 @@ class PlanSummary:
     allocation_ratio: dict[str, float]
     baseline: dict[str, Any] | None = None
     solver_info: dict[str, Any] = field(default_factory=dict)
+    # constraints (issue 3): every binding rule with its shadow price (value per currency unit of
+    # relaxing it), how the upper bound behind optimality_gap was obtained, the objective, and
+    # activation costs paid (already subtracted from net_value)
+    binding_constraints: list[dict[str, Any]] = field(default_factory=list)
+    bound_method: str | None = None
+    objective: dict[str, Any] = field(default_factory=dict)
+    activation_cost: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -133,10 +140,8 @@ def bound_reasons(problem: CompiledProblem, spend: np.ndarray, report: Optimalit
 def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0.0) -> Plan:
     """Assemble the table and summary for ``result``, running the shared optimality check."""
     s = result.spend
-    # A plan within relative objective gap g can sit O(sqrt(g)) away from the exact
-    # equal-marginal point (the objective is flat there), so approximate solvers are
-    # checked at that resolution; exact ones at 1e-6.
-    report = check_optimality(problem, s, rtol=max(1e-6, 10.0 * float(np.sqrt(result.optimality_gap))))
+    # approximate solvers declare the resolution they refine marginal returns to
+    report = check_optimality(problem, s, rtol=max(1e-6, float(result.info.get("kkt_tolerance", 0.0))))
     rate = problem.response(s)
     ev = problem.pool * problem.value * rate
     df = pd.DataFrame({
@@ -180,11 +185,20 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
     total_spend = float(s.sum())
     by_task = _totals(df, "task")
     lam = report.marginal_return
+    activation = problem.activation_paid(s)
+    if problem.activation_cost is not None:
+        df["activation_cost"] = np.where(s > 0, problem.activation_cost, 0.0)
+        df["net_value"] = df["net_value"] - df["activation_cost"]
+    binding = binding_constraints(problem, s, report, result)
+    if report.shadow_prices or report.binding:
+        budget_price = next((b["shadow_price"] for b in binding if b["name"] == "budget.total"), 0.0)
+    else:
+        budget_price = (lam - 1.0) if report.budget_binds else 0.0
     summary = PlanSummary(
         scenario=problem.name, status="optimal" if report.ok else "suboptimal", currency=problem.currency,
-        net_value=float(ev.sum() - total_spend), total_value=float(ev.sum()), total_spend=total_spend,
+        net_value=float(ev.sum() - total_spend) - activation, total_value=float(ev.sum()), total_spend=total_spend,
         budget=problem.budget, use_all=problem.use_all, budget_binds=report.budget_binds,
-        marginal_return=lam, budget_shadow_price=(lam - 1.0) if report.budget_binds else 0.0,
+        marginal_return=lam, budget_shadow_price=budget_price,
         kkt_max_deviation=report.kkt_max_deviation,
         optimality_check={"ok": report.ok, "feasible": report.feasible,
                           "violations": report.feasibility_violations + report.complementarity_violations},
@@ -195,8 +209,58 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
         baseline=baseline,
         solver_info={k: v for k, v in {**result.info, "passes": result.passes,
                                         "solver_multiplier": result.marginal_return}.items()},
+        binding_constraints=binding,
+        bound_method=result.info.get("bound_method") or result.info.get("lp_bound_method")
+        or ("exact multiplier solution: the Lagrangian dual at the common marginal return"
+            if result.solver == "exact" else None),
+        objective=_objective_summary(problem, s),
+        activation_cost=activation,
     )
     return Plan(table=df, summary=summary, problem=problem, result=result, report=report)
+
+
+def binding_constraints(problem: CompiledProblem, spend: np.ndarray, report: OptimalityReport,
+                        result: SolveResult) -> list[dict[str, Any]]:
+    """Every rule that binds at ``spend``, with its shadow price.
+
+    ``shadow_price`` is the value (net value, or spend saved under a target) gained per
+    currency unit the rule is relaxed, estimated by the optimality check from the plan's
+    true marginal returns; with spend units (no stationarity) it is the solver's dual of
+    the rule with the integer decisions fixed. ``solver_dual`` is the solver's own figure.
+    """
+    out = []
+    if not (report.shadow_prices or report.binding):
+        if report.budget_binds and problem.budget is not None:
+            out.append({"name": "budget.total", "kind": "budget", "rule": f"budget.total: total spend <= "
+                        f"{problem.budget:,.6g}", "side": "upper", "activity": float(np.sum(spend)),
+                        "bound": problem.budget, "shadow_price": report.marginal_return - 1.0,
+                        "solver_dual": (result.marginal_return - 1.0) if result.marginal_return else None})
+        return out
+    for row in problem.rows():
+        side = report.binding.get(row.name)
+        if side is None:
+            continue
+        if report.applicable:
+            price = report.shadow_prices.get(row.name, 0.0)
+        else:
+            price = result.constraint_duals.get(row.name, 0.0)
+        out.append({"name": row.name, "kind": row.kind, "rule": row.text or row.name, "side": side,
+                    "activity": row.activity(spend), "bound": row.upper if side != "lower" else row.lower,
+                    "shadow_price": abs(float(price)), "solver_dual": result.constraint_duals.get(row.name)})
+    return out
+
+
+def _objective_summary(problem: CompiledProblem, spend: np.ndarray) -> dict[str, Any]:
+    obj = problem.objective
+    if obj.kind == "net_value":
+        return {"type": "net_value"}
+    if obj.kind == "hurdle":
+        return {"type": "hurdle", "rate": obj.rate,
+                "value_minus_hurdle_cost": float(problem.expected_value(spend).sum() - obj.rate * np.sum(spend))
+                - problem.activation_paid(spend)}
+    reached = float((np.asarray(obj.weight) * problem.pool * problem.response(spend)).sum())
+    return {"type": "target", "metric": obj.metric, "target": obj.target, "reached": reached,
+            "spend_plus_activation": float(np.sum(spend)) + problem.activation_paid(spend), "rule": obj.text}
 
 
 def make_plan(problem: CompiledProblem, solver: str = "auto", tolerance: float | None = None) -> Plan:

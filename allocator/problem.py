@@ -24,13 +24,42 @@ class CurveBlock:
 
 @dataclass(frozen=True)
 class LinearConstraint:
-    """``lower <= sum(coef * spend[index]) <= upper`` (later issues add these)."""
+    """``lower <= sum(coef * spend[index]) <= upper``.
+
+    ``text`` is a sentence with the rule's numbers (for reports and infeasibility
+    messages), ``kind`` its type (budget, spend, share, ratio) and ``source`` the
+    name of the scenario rule it came from (a share with min and max gives two rows).
+    """
 
     name: str
     index: np.ndarray
     coef: np.ndarray
     lower: float = -np.inf
     upper: float = np.inf
+    text: str = ""
+    kind: str = ""
+    source: str = ""
+
+    def activity(self, spend: np.ndarray) -> float:
+        return float(np.dot(self.coef, np.asarray(spend, float)[self.index]))
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """What is optimized.
+
+    ``net_value``: maximize ``sum(value * successes) - rate * sum(spend)`` with ``rate = 1``;
+    ``hurdle``: the same with ``rate`` the hurdle (spend while a unit returns >= rate);
+    ``target``: minimize spend (plus activation costs) subject to
+    ``sum(weight * pool * p(x)) >= target`` (weight 1 per counted cell for successes, its value for value).
+    """
+
+    kind: str = "net_value"
+    rate: float = 1.0
+    target: float = 0.0
+    metric: str = "value"
+    weight: np.ndarray | None = None
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +98,14 @@ class CompiledProblem:
     use_all: bool = False
     currency: str | None = None
     constraints: tuple[LinearConstraint, ...] = field(default_factory=tuple)
+    # integer features and objectives (issue 3); the defaults keep the plain problem
+    min_active: np.ndarray | None = None
+    activation_cost: np.ndarray | None = None
+    unit: float | None = None
+    locked: np.ndarray | None = None
+    objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
+    #: backend settings from the scenario's ``solver`` section (formulation, breakpoints, time_limit)
+    options: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -95,10 +132,40 @@ class CompiledProblem:
     def expected_value(self, spend: np.ndarray) -> np.ndarray:
         return self.pool * self.value * self.response(spend)
 
+    def activation_paid(self, spend: np.ndarray) -> float:
+        """Total activation cost of the cells that spend anything."""
+        if self.activation_cost is None:
+            return 0.0
+        return float(self.activation_cost[np.asarray(spend, float) > 0].sum())
+
     def net_value(self, spend: np.ndarray) -> float:
-        """Objective: total expected value minus total spend."""
+        """Total expected value minus total spend (and activation costs, if any)."""
         spend = np.asarray(spend, float)
-        return float(self.expected_value(spend).sum() - spend.sum())
+        return float(self.expected_value(spend).sum() - spend.sum()) - self.activation_paid(spend)
+
+    @property
+    def integer_features(self) -> list[str]:
+        """Names of the features that make the problem a mixed-integer one (empty for a plain problem)."""
+        out = []
+        if self.unit is not None:
+            out.append("budget.unit")
+        if self.min_active is not None and np.any(self.min_active > 0):
+            out.append("min_active_spend")
+        if self.activation_cost is not None and np.any(self.activation_cost > 0):
+            out.append("activation_cost")
+        return out
+
+    def rows(self) -> tuple[LinearConstraint, ...]:
+        """Every linear row: ``budget.total`` (when there is a budget) followed by ``constraints``."""
+        if self.budget is None:
+            return self.constraints
+        total = LinearConstraint(
+            name="budget.total", index=np.arange(self.n), coef=np.ones(self.n),
+            lower=self.budget if self.use_all else -np.inf, upper=self.budget, kind="budget", source="budget.total",
+            text=f"budget.total: total spend {'=' if self.use_all else '<='} "
+                 f"{self.budget:,.0f}" if float(self.budget).is_integer() else
+                 f"budget.total: total spend {'=' if self.use_all else '<='} {self.budget:,.6g}")
+        return (total, *self.constraints)
 
     @property
     def concave(self) -> np.ndarray:
@@ -118,8 +185,24 @@ class CompiledProblem:
             m = keep[b.index]
             if m.any():
                 blocks.append(CurveBlock(b.family, remap[b.index[m]], {k: v[m] for k, v in b.params.items()}))
+        # rows keep their meaning over the kept cells (a group loses the cells left out)
+        rows = []
+        for c in self.constraints:
+            m = keep[c.index]
+            if m.any():
+                rows.append(LinearConstraint(c.name, remap[c.index[m]], c.coef[m], c.lower, c.upper,
+                                             c.text, c.kind, c.source))
+        obj = self.objective
+        if obj.weight is not None:
+            obj = ObjectiveSpec(obj.kind, obj.rate, obj.target, obj.metric, obj.weight[where], obj.text)
+
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[where]
+
         return CompiledProblem(
             name=self.name, segment=self.segment[where], task=self.task[where], pool=self.pool[where],
             value=self.value[where], lower=self.lower[where], upper=self.upper[where],
             current_spend=self.current_spend[where], blocks=tuple(blocks), budget=self.budget,
-            use_all=self.use_all, currency=self.currency)
+            use_all=self.use_all, currency=self.currency, constraints=tuple(rows),
+            min_active=cut(self.min_active), activation_cost=cut(self.activation_cost), unit=self.unit,
+            locked=cut(self.locked), objective=obj, options=self.options)

@@ -24,7 +24,7 @@ from ..errors import AllocatorError, InfeasibleError, SpecError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE, EXIT_SOLVER = 0, 1, 2, 3, 4
 
-COMMAND_MODULES = ["plan_cmd"]
+COMMAND_MODULES = ["plan_cmd", "calibrate_cmd", "sweep_cmd", "analysis_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except AllocatorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SOLVER
+    except OSError as exc:
+        print(f"error: cannot read or write a file: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -18,7 +18,7 @@ def register(sub) -> None:
                                    "(default DIR: out/<scenario name>/).")
     p.add_argument("scenario", help="scenario file (.yaml or .json)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: out/<scenario name>/)")
-    p.add_argument("--solver", help="auto (default), exact or pyomo_highs; overrides the scenario")
+    p.add_argument("--solver", help="auto (default), exact, pyomo_highs or global; overrides the scenario")
     p.add_argument("--tolerance", type=float, help="relative optimality gap for approximate solvers")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(handler=run_plan)
@@ -87,6 +87,9 @@ def render(plan: Plan) -> str:
                  + (f" (budget binds: shadow price {s.budget_shadow_price:.6f} per {cur or 'unit'})"
                     if s.budget_binds else " (budget slack: spend stops where a unit returns a unit)"))
     lines.append(f"largest KKT deviation {s.kkt_max_deviation:.2e}; optimality gap {s.optimality_gap:.2e}")
+    for b in s.binding_constraints:
+        if b["name"] != "budget.total":
+            lines.append(f"binding: {b['rule']} (shadow price {b['shadow_price']:.4f} per {cur or 'unit'})")
     shares = ", ".join(f"{k} {v:.1%}" for k, v in s.allocation_ratio.items())
     lines.append(f"allocation across tasks: {shares}")
     if s.baseline:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from .base import CurveFamily, Param
 from .exponential import Exponential
 from .hill import Hill
+from .logistic_quadratic import LogisticQuadratic
 from .piecewise import Piecewise
 
-FAMILIES: dict[str, CurveFamily] = {f.name: f for f in (Exponential(), Hill(), Piecewise())}
+FAMILIES: dict[str, CurveFamily] = {f.name: f for f in (Exponential(), Hill(), Piecewise(), LogisticQuadratic())}
 
 
 def get_family(name: str) -> CurveFamily:

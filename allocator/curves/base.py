@@ -59,6 +59,8 @@ class CurveFamily:
     name: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
     description: ClassVar[str] = ""
+    #: parameter sets (as written in scenario files) that the common tests run on
+    examples: ClassVar[tuple[dict, ...]] = ()
 
     # ---- single-cell validation (pure python, used by the spec layer) ----
     def check(self, raw: Mapping[str, object]) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ at zero spend towards ``ceiling`` at unlimited spend. Always concave.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import ClassVar, Mapping
 
 import numpy as np
 
@@ -19,6 +19,11 @@ from .base import CurveFamily, Param, Params, SpendRule
 class Exponential(CurveFamily):
     name = "exponential"
     description = "floor + (ceiling - floor) * (1 - exp(-rate * x)); concave (Blattberg-Deighton)"
+    examples: ClassVar[tuple[dict, ...]] = (
+        {"ceiling": 0.3, "rate": 0.02},
+        {"ceiling": 0.9, "rate": 0.5, "floor": 0.6},
+    )
+
     params = (
         Param("ceiling", lower=0.0, upper=1.0, doc="response rate at unlimited spend per member"),
         Param("rate", lower=0.0, doc="speed of saturation, per currency unit per member"),

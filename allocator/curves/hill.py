@@ -10,7 +10,7 @@ threshold.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import ClassVar, Mapping
 
 import numpy as np
 
@@ -20,6 +20,12 @@ from .base import CurveFamily, Param, Params, SpendRule
 class Hill(CurveFamily):
     name = "hill"
     description = "floor + (ceiling - floor) * x^shape / (half_saturation^shape + x^shape); S-shaped when shape > 1"
+    examples: ClassVar[tuple[dict, ...]] = (
+        {"ceiling": 0.4, "half_saturation": 50.0, "shape": 1.0},
+        {"ceiling": 0.4, "half_saturation": 20.0, "shape": 0.6, "floor": 0.05},
+        {"ceiling": 0.5, "half_saturation": 30.0, "shape": 2.5},
+    )
+
     params = (
         Param("ceiling", lower=0.0, upper=1.0, doc="response rate at unlimited spend per member"),
         Param("half_saturation", lower=1e-12, doc="spend per member giving half of the lift"),

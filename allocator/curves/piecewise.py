@@ -12,7 +12,7 @@ falls out of the same formulas.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import ClassVar, Mapping
 
 import numpy as np
 
@@ -23,6 +23,10 @@ class Piecewise(CurveFamily):
     name = "piecewise"
     description = "linear interpolation of points [[x, p], ...] from x = 0, flat beyond the last point"
     params = ()
+    examples: ClassVar[tuple[dict, ...]] = (
+        {"points": [[0, 0.0], [10, 0.1], [30, 0.2], [100, 0.25]]},
+        {"points": [[0, 0.05], [5, 0.06], [15, 0.2], [40, 0.3]]},
+    )
 
     def check(self, raw: Mapping[str, object]) -> list[tuple[str, str]]:
         extra = [k for k in raw if k != "points"]

@@ -6,16 +6,20 @@ from ..errors import SolverUnavailableError
 from ..problem import CompiledProblem
 from .base import SolveResult, Solver, check_bounds_feasible
 from .exact import ExactSolver
+from .global_milp import GlobalSolver
 from .pyomo_highs import PyomoHighsSolver
 
-SOLVERS: dict[str, Solver] = {s.name: s for s in (ExactSolver(), PyomoHighsSolver())}
+SOLVERS: dict[str, Solver] = {s.name: s for s in (ExactSolver(), PyomoHighsSolver(), GlobalSolver())}
 AUTO = "auto"
+# the automatic choice, fastest first: concave problems with one budget and no integer
+# features go to the exact multiplier solver, everything else to the global MILP
+AUTO_ORDER = ("exact", "global")
 
 
 def choose_solver(problem: CompiledProblem) -> Solver:
     """The fastest backend that can certify an optimum of ``problem``."""
     reasons = []
-    for name in ("exact", "pyomo_highs"):
+    for name in AUTO_ORDER:
         why = SOLVERS[name].can_solve(problem)
         if why is None:
             return SOLVERS[name]
@@ -45,4 +49,4 @@ def solve(problem: CompiledProblem, solver: str = AUTO, tolerance: float | None 
     return backend.solve(problem, tolerance)
 
 
-__all__ = ["SOLVERS", "AUTO", "SolveResult", "Solver", "check_bounds_feasible", "choose_solver", "solve"]
+__all__ = ["SOLVERS", "AUTO", "GlobalSolver", "SolveResult", "Solver", "check_bounds_feasible", "choose_solver", "solve"]

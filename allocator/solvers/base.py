@@ -62,6 +62,8 @@ class Solver:
     name: ClassVar[str]
     handles_nonconcave: ClassVar[bool] = False
     handles_constraints: ClassVar[bool] = False
+    handles_integer: ClassVar[bool] = False
+    objectives: ClassVar[tuple[str, ...]] = ("net_value",)
     description: ClassVar[str] = ""
 
     def can_solve(self, problem: CompiledProblem) -> str | None:
@@ -72,7 +74,15 @@ class Solver:
             return (f"solver '{self.name}' needs concave response curves; S-shaped or non-concave "
                     f"curves in cell(s) {cells}")
         if not self.handles_constraints and problem.constraints:
-            return f"solver '{self.name}' does not handle general constraints"
+            names = ", ".join(c.name for c in problem.constraints[:5]) + (" ..." if len(problem.constraints) > 5 else "")
+            return f"solver '{self.name}' does not handle general constraints ({names}); use solver 'global'"
+        integer = getattr(problem, "integer_features", [])
+        if not self.handles_integer and integer:
+            return (f"solver '{self.name}' does not handle integer features ({', '.join(integer)}); "
+                    f"use solver 'global'")
+        kind = getattr(getattr(problem, "objective", None), "kind", "net_value")
+        if kind not in self.objectives:
+            return f"solver '{self.name}' does not handle the '{kind}' objective; use solver 'global'"
         return None
 
     def solve(self, problem: CompiledProblem, tolerance: float | None = None) -> SolveResult:

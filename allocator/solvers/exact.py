@@ -35,7 +35,9 @@ class ExactSolver(Solver):
         lo, hi = problem.lower, problem.upper
         rules = [(b.index, b.family.spend_rule(b.params, problem.value[b.index], problem.pool[b.index]))
                  for b in problem.blocks]
-        whole = len(rules) == 1 and len(rules[0][0]) == problem.n and np.array_equal(rules[0][0], np.arange(problem.n))
+        # compile puts a single family's cells in order, so one rule can cover all cells without scatter
+        whole = len(rules) == 1 and len(rules[0][0]) == problem.n and bool(np.all(np.diff(rules[0][0]) == 1))
+        clip_lo, clip_hi = bool(np.any(lo > 0)), bool(np.any(np.isfinite(hi)))
         passes = 0
 
         def spend_at(lam: float) -> np.ndarray:
@@ -47,7 +49,11 @@ class ExactSolver(Solver):
                 s = np.empty(problem.n)
                 for idx, rule in rules:
                     s[idx] = rule(lam)
-            return np.clip(s, lo, hi, out=s)
+            if clip_lo:
+                np.maximum(s, lo, out=s)
+            if clip_hi:
+                np.minimum(s, hi, out=s)
+            return s
 
         B = problem.budget
         s1 = spend_at(1.0)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ..errors import Problem, SpecError
 from .models import ModelFile, Scenario
+from .overrides import apply_overrides, deep_merge
 from .rules import cell_name, check_scenario
 
 
@@ -68,6 +69,10 @@ def _problems_from_validation(exc: ValidationError, data: Mapping[str, Any]) -> 
                 seg_id = f"#{loc[1]}"
             cell = cell_name(str(seg_id), str(loc[3]))
             loc = loc[4:]
+        if cell is not None and loc == ["[key]"]:
+            problems.append(Problem("task", f"unknown task '{err['input']}'; allowed: acquisition, retention, "
+                                            f"winback", cell))
+            continue
         # drop pydantic's union-branch labels such as 'float' / 'CLVValue'
         loc = [p for p in loc if p not in ("float", "CLVValue", "int", "str", "bool")]
         field = ".".join(str(p) for p in loc) or "(top level)"
@@ -91,16 +96,7 @@ def scenario_from_dict(data: Mapping[str, Any], base_dir: str | Path = ".", sour
     SpecError
         Listing every problem found, each with field and cell.
     """
-    data = dict(data)
-    model_ref = data.get("model")
-    if model_ref is not None and isinstance(model_ref, str):
-        if data.get("segments") is not None:
-            raise SpecError(Problem("model", "give either `model` or `segments`, not both"), source=source)
-        model_path = (Path(base_dir) / model_ref).resolve()
-        model = load_model(model_path)
-        data["segments"] = [s.model_dump(exclude_defaults=True) for s in model.segments]
-        if data.get("currency") is None and model.currency is not None:
-            data["currency"] = model.currency
+    data = resolve_mapping(data, base_dir, source)
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -109,6 +105,63 @@ def scenario_from_dict(data: Mapping[str, Any], base_dir: str | Path = ".", sour
     if problems:
         raise SpecError(problems, source=source)
     return sc
+
+
+def _inline_model(data: dict[str, Any], base_dir: str | Path, source: str | None) -> dict[str, Any]:
+    """Fill ``segments`` (and ``samples``, ``currency``) from the model file ``data`` refers to."""
+    model_ref = data.get("model")
+    if model_ref is None or not isinstance(model_ref, str):
+        return data
+    if data.get("segments") is not None:
+        raise SpecError(Problem("model", "give either `model` or `segments`, not both"), source=source)
+    model = load_model((Path(base_dir) / model_ref).resolve())
+    data["segments"] = [s.model_dump(exclude_defaults=True) for s in model.segments]
+    if data.get("currency") is None and model.currency is not None:
+        data["currency"] = model.currency
+    if data.get("samples") is None and model.samples is not None:
+        # parameter draws travel with the model into the scenario (calibration -> uncertainty)
+        data["samples"] = model.samples.model_dump()
+    return data
+
+
+def resolve_mapping(data: Mapping[str, Any], base_dir: str | Path = ".", source: str | None = None,
+                    _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Resolve ``extends``, ``model`` and ``overrides`` of a scenario mapping into one plain mapping.
+
+    ``extends: base.yaml`` (relative to ``base_dir``) starts from the fully resolved base; the keys of
+    this mapping are merged over it (mappings key by key, lists replace; a ``model`` or ``segments``
+    here replaces the base's cells; the base's own ``variants`` are not inherited). Then
+    ``overrides`` (dotted path -> value, see :mod:`allocator.spec.overrides`) are applied.
+    """
+    data = dict(data)
+    ext = data.pop("extends", None)
+    overrides = data.pop("overrides", None)
+    data = _inline_model(data, base_dir, source)
+    if ext is not None:
+        if not isinstance(ext, str) or not ext:
+            raise SpecError(Problem("extends", f"must be the path of a scenario file; got {ext!r}"), source=source)
+        base_path = (Path(base_dir) / ext).resolve()
+        if base_path in _seen:
+            chain = " -> ".join(str(p) for p in (*_seen, base_path))
+            raise SpecError(Problem("extends", f"scenario files extend each other in a cycle: {chain}"),
+                            source=source)
+        if not base_path.is_file():
+            raise SpecError(Problem("extends", f"no such file: {base_path}"), source=source)
+        base = resolve_mapping(read_mapping(base_path), base_path.parent, str(base_path), (*_seen, base_path))
+        base.pop("variants", None)
+        if data.get("segments") is not None:
+            base.pop("model", None)
+            base.pop("samples", None)
+        data = deep_merge(base, data)
+    if overrides is not None:
+        if not isinstance(overrides, Mapping):
+            raise SpecError(Problem("overrides", f"must be a mapping of path -> value; got {overrides!r}"),
+                            source=source)
+        try:
+            data = apply_overrides(data, overrides)
+        except SpecError as exc:
+            raise SpecError(exc.problems, source=source) from None
+    return data
 
 
 def load_scenario(path: str | Path) -> Scenario:

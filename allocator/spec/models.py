@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .constraints import Constraint, NamedBudget, NetValueObjective, Objective
+
 TASKS: tuple[str, ...] = ("acquisition", "retention", "winback")
 Task = Literal["acquisition", "retention", "winback"]
 
@@ -43,6 +45,9 @@ class TaskSpec(_Strict):
     min_spend: float = Field(default=0.0, ge=0.0, description="least total spend on the cell")
     max_spend: float | None = Field(default=None, ge=0.0, description="most total spend on the cell")
     current_spend: float | None = Field(default=None, ge=0.0, description="today's spend, shown beside the plan")
+    min_active_spend: float | None = Field(default=None, gt=0.0,
+                                           description="spend 0 or at least this much (minimum if active)")
+    activation_cost: float = Field(default=0.0, ge=0.0, description="fixed cost paid when the cell spends > 0")
 
 
 class SegmentSpec(_Strict):
@@ -53,8 +58,10 @@ class SegmentSpec(_Strict):
 
 
 class BudgetSpec(_Strict):
-    total: float = Field(ge=0.0, description="the most that may be spent over all cells")
+    total: float | None = Field(default=None, ge=0.0, description="the most that may be spent over all cells "
+                                                                   "(absent: no cap on the total)")
     use_all: bool = Field(default=False, description="spend exactly `total`, even below a marginal return of 1")
+    unit: float | None = Field(default=None, gt=0.0, description="every cell spends a whole multiple of this")
 
 
 class CellSamples(_Strict):
@@ -90,8 +97,12 @@ class ModelFile(_Strict):
 
 
 class SolverOptions(_Strict):
-    name: str = Field(default="auto", description="auto, exact or pyomo_highs")
+    name: str = Field(default="auto", description="auto, exact, pyomo_highs or global")
     tolerance: float | None = Field(default=None, gt=0.0, description="relative optimality gap")
+    formulation: Literal["incremental", "sos2"] = Field(
+        default="incremental", description="piecewise formulation of the global solver")
+    breakpoints: int = Field(default=16, ge=4, le=512, description="initial breakpoints per curve (global solver)")
+    time_limit: float | None = Field(default=None, gt=0.0, description="seconds for the global solver")
 
 
 class Scenario(_Strict):
@@ -105,3 +116,65 @@ class Scenario(_Strict):
     model: str | None = Field(default=None, description="path of a model file, relative to this file")
     segments: list[SegmentSpec] | None = None
     solver: SolverOptions = Field(default_factory=SolverOptions)
+    budgets: list[NamedBudget] = Field(default_factory=list, description="named pots, each covering a group")
+    constraints: list[Constraint] = Field(default_factory=list, description="planning rules (see docs/constraints.md)")
+    objective: Objective = Field(default_factory=NetValueObjective,
+                                 description="net_value (default), target or hurdle")
+    # scenario analysis (resolved by the loader: ``extends`` and ``overrides`` are applied and dropped)
+    extends: str | None = Field(default=None, description="base scenario file this one builds on (relative path)")
+    overrides: dict[str, Any] | None = Field(default=None, description="dotted path -> value applied to the base")
+    variants: "VariantsSpec | None" = Field(default=None, description="variants run by `allocator sweep`")
+    samples: SamplesSpec | None = Field(default=None, description="parameter samples (filled from the model file)")
+    uncertainty: "UncertaintySpec | None" = Field(default=None, description="parameter distributions, risk measure")
+
+
+# ---- scenario analysis: sets of scenarios and parameter uncertainty (issue 5) ----
+
+class VariantCase(_Strict):
+    """One listed variant: a name and the overrides that make it."""
+
+    name: str = Field(min_length=1, description="label of the variant (the `case` column of sweep tables)")
+    set: dict[str, Any] = Field(default_factory=dict,
+                                description="overrides: dotted path -> value, {scale: k} or {add: d}")
+
+
+class VariantsSpec(_Strict):
+    """Variants of a scenario, run by ``allocator sweep``.
+
+    ``grid`` crosses its axes: an axis named by a dotted path takes a list of values or a range
+    ``{from, to, steps, spacing: linear|log}``; any other axis name takes labelled options, each a set
+    of overrides. ``cases`` lists variants one by one. Both may be given (grid first).
+    """
+
+    grid: dict[str, Any] | None = Field(default=None, description="axis -> values, range, or {label: overrides}")
+    cases: list[VariantCase] | None = Field(default=None, description="explicit variants")
+
+
+class DistributionSpec(_Strict):
+    """A distribution for one parameter of the matching cells (``*`` matches every segment or task)."""
+
+    segment: str = Field(default="*", description="segment id or *")
+    task: str = Field(default="*", description="task or *")
+    param: str = Field(pattern=r"^(value|pool|curve\.[A-Za-z_][A-Za-z0-9_]*)$",
+                       description="value, pool or curve.<parameter>")
+    dist: Literal["lognormal", "normal", "uniform"] = Field(
+        description="lognormal: nominal * exp(N(0, sigma)); normal: nominal + N(0, sd); uniform: U(low, high)")
+    sigma: float | None = Field(default=None, gt=0.0)
+    sd: float | None = Field(default=None, gt=0.0)
+    low: float | None = None
+    high: float | None = None
+    shared: bool = Field(default=False, description="one draw shared by all matching cells (a common shock)")
+
+
+class UncertaintySpec(_Strict):
+    """How ``allocator uncertainty`` draws parameters and which risk measure it optimizes."""
+
+    samples: int | None = Field(default=None, ge=2, description="number of draws (default: the model's "
+                                                                 "sample count, else 1000)")
+    seed: int | None = Field(default=None, description="random seed of the draws")
+    alpha: float = Field(default=0.1, gt=0.0, le=1.0, description="tail share for CVaR and the quantile")
+    objective: Literal["mean", "cvar", "quantile"] = Field(default="cvar", description="risk measure optimized")
+    distributions: list[DistributionSpec] = Field(default_factory=list)
+
+
+Scenario.model_rebuild()

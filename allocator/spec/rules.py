@@ -44,6 +44,9 @@ def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) ->
                                                          "infinite lifetime value; set a horizon or a discount", name))
             elif cell.value < 0:
                 problems.append(Problem("value", f"must be >= 0; got {cell.value:g}", name))
+    from ..constraints import check_constraints  # late import: the compiler imports this package
+
+    problems.extend(check_constraints(sc))
     if solver_names is not None and sc.solver.name not in solver_names:
         problems.append(Problem("solver.name", f"unknown solver '{sc.solver.name}'; known: {', '.join(solver_names)}"))
     return problems

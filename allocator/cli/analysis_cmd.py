@@ -1,0 +1,159 @@
+"""``allocator frontier``, ``sensitivity``, ``whatif`` and ``uncertainty``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import atomic_write_texts
+
+FLOAT = "%.12g"
+
+
+def register(sub) -> None:
+    f = sub.add_parser("frontier", help="optimal plan as a function of the budget (multiplier path)",
+                       description="Net value, value and spend by task, and the common marginal return for "
+                                   "budgets from A to B; writes DIR/frontier.csv and DIR/frontier_events.csv "
+                                   "(the budgets at which cells switch on or reach their caps).")
+    f.add_argument("scenario")
+    f.add_argument("--from", dest="start", type=float, required=True, metavar="A", help="smallest budget")
+    f.add_argument("--to", dest="stop", type=float, required=True, metavar="B", help="largest budget")
+    f.add_argument("--points", type=int, default=50, help="number of budgets (default 50)")
+    f.add_argument("--method", choices=("auto", "path", "resolve"), default="auto",
+                   help="auto (multiplier path where it applies), path, or resolve every budget")
+    f.add_argument("--out", metavar="DIR", help="output folder (default: out/<scenario name>/)")
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(handler=run_frontier)
+
+    s = sub.add_parser("sensitivity", help="d(net value)/d(parameter) and shadow prices, without re-solving",
+                       description="Solve the scenario, then write DIR/sensitivity.csv (every cell's curve "
+                                   "parameters, value and pool: derivative and elasticity of the optimal net "
+                                   "value) and DIR/shadow_prices.csv (binding budget, bounds, constraints).")
+    s.add_argument("scenario")
+    s.add_argument("--top", type=int, default=10, help="parameters to print (default 10)")
+    s.add_argument("--out", metavar="DIR", help="output folder (default: out/<scenario name>/)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(handler=run_sensitivity)
+
+    w = sub.add_parser("whatif", help="move spend between two cells of the optimal plan: value lost",
+                       description="Solve the scenario, move AMOUNT from one cell to another, and report the "
+                                   "net value lost (exact) beside its first-order estimate.")
+    w.add_argument("scenario")
+    w.add_argument("--move", type=float, required=True, metavar="AMOUNT")
+    w.add_argument("--from", dest="from_cell", required=True, metavar="SEGMENT/TASK")
+    w.add_argument("--to", dest="to_cell", required=True, metavar="SEGMENT/TASK")
+    w.add_argument("--json", action="store_true", help="print JSON")
+    w.set_defaults(handler=run_whatif)
+
+    u = sub.add_parser("uncertainty", help="plans across parameter samples: risk-neutral vs robust",
+                       description="Draw parameters (the model's samples and/or the scenario's "
+                                   "`uncertainty.distributions`), optimize the expected value and a risk "
+                                   "measure, and compare them with the nominal plan and the baseline. "
+                                   "Writes DIR/risk.csv (one row per plan) and DIR/risk_plans.csv.")
+    u.add_argument("scenario")
+    u.add_argument("--samples", type=int, help="number of draws from distributions (default: scenario, else 1000)")
+    u.add_argument("--seed", type=int, help="random seed (default: scenario's)")
+    u.add_argument("--alpha", type=float, help="tail share for CVaR and the quantile (default: scenario, else 0.1)")
+    u.add_argument("--objective", choices=("mean", "cvar", "quantile"), help="robust plan's measure (default cvar)")
+    u.add_argument("--tolerance", type=float, default=1e-6, help="relative optimality gap (default 1e-6)")
+    u.add_argument("--out", metavar="DIR", help="output folder (default: out/<scenario name>/)")
+    u.add_argument("--quiet", action="store_true")
+    u.set_defaults(handler=run_uncertainty)
+
+
+def _out(args, name: str) -> Path:
+    return Path(args.out) if args.out else Path("out") / name
+
+
+def _fmt(df: pd.DataFrame) -> str:
+    with pd.option_context("display.width", 220, "display.max_columns", 30, "display.float_format",
+                           "{:,.6g}".format):
+        return df.to_string(index=False)
+
+
+def run_frontier(args) -> int:
+    from ..analysis import budget_frontier
+    from ..spec import load_scenario
+
+    sc = load_scenario(args.scenario)
+    fr = budget_frontier(sc, args.start, args.stop, points=args.points, method=args.method)
+    out = _out(args, sc.name)
+    files = atomic_write_texts({out / "frontier.csv": fr.table.to_csv(index=False, float_format=FLOAT),
+                                out / "frontier_events.csv": fr.events.to_csv(index=False, float_format=FLOAT)})
+    if not args.quiet:
+        cols = [c for c in ("budget", "marginal_return", "net_value", "total_value", "spend_acquisition",
+                            "spend_retention", "spend_winback", "cells_funded", "net_value_gained") if c in fr.table]
+        print(f"frontier of '{sc.name}': {len(fr.table)} budgets by {fr.method} in {fr.seconds:.3f} s")
+        t = fr.table[cols]
+        print(_fmt(t if len(t) <= 25 else t.iloc[:: max(1, len(t) // 20)]))
+        print(f"{len(fr.events)} events (cells switching on or reaching caps) in the range")
+        print("wrote " + ", ".join(str(p) for p in files))
+    return 0
+
+
+def run_sensitivity(args) -> int:
+    from .. import plan as solve_plan
+    from ..analysis.sensitivity import sensitivity
+    from ..spec import load_scenario
+
+    sc = load_scenario(args.scenario)
+    sens = sensitivity(solve_plan(sc))
+    out = _out(args, sc.name)
+    files = atomic_write_texts({
+        out / "sensitivity.csv": sens.parameters.to_csv(index=False, float_format=FLOAT),
+        out / "shadow_prices.csv": sens.shadow_prices.to_csv(index=False, float_format=FLOAT)})
+    if not args.quiet:
+        print(f"sensitivity of the optimal net value {sens.net_value:,.0f} of '{sc.name}' (envelope theorem)")
+        print("\nlargest effects of a 1% change (elasticity = % change of net value):")
+        print(_fmt(sens.top(args.top)))
+        print("\nshadow prices of binding constraints (net value per unit relaxed):")
+        print(_fmt(sens.shadow_prices) if len(sens.shadow_prices) else "(none binding)")
+        print("wrote " + ", ".join(str(p) for p in files))
+    return 0
+
+
+def run_whatif(args) -> int:
+    from .. import plan as solve_plan
+    from ..analysis.sensitivity import what_if_move
+
+    res = what_if_move(solve_plan(args.scenario), args.move, args.from_cell, args.to_cell)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+        return 0
+    (fs, ft), (ts, tt) = res.from_cell, res.to_cell
+    print(f"moving {res.amount:,.2f} from ({fs}, {ft}) to ({ts}, {tt}):")
+    print(f"  net value {res.net_value_before:,.2f} -> {res.net_value_after:,.2f}: "
+          f"{'loses' if res.value_lost >= 0 else 'gains'} {abs(res.value_lost):,.2f}")
+    print(f"  marginal returns: {res.marginal_return_from:.6g} (from) vs {res.marginal_return_to:.6g} (to); "
+          f"first-order estimate of the loss {res.first_order_estimate:,.2f}")
+    print(_fmt(res.cells))
+    return 0
+
+
+def run_uncertainty(args) -> int:
+    from ..analysis.uncertainty import compare_risk, draw_samples
+    from ..errors import Problem, SpecError
+    from ..spec import load_scenario
+
+    if args.alpha is not None and not (0 < args.alpha <= 1):
+        raise SpecError(Problem("--alpha", f"must be in (0, 1]; got {args.alpha:g}"))
+    if args.samples is not None and args.samples < 2:
+        raise SpecError(Problem("--samples", f"must be >= 2; got {args.samples}"))
+    sc = load_scenario(args.scenario)
+    samples = draw_samples(sc, count=args.samples, seed=args.seed)
+    cmp = compare_risk(sc, samples, objective=args.objective, alpha=args.alpha, tolerance=args.tolerance)
+    out = _out(args, sc.name)
+    files = atomic_write_texts({out / "risk.csv": cmp.table.to_csv(index=False, float_format=FLOAT),
+                                out / "risk_plans.csv": cmp.plans.to_csv(index=False, float_format=FLOAT)})
+    if not args.quiet:
+        print(f"'{sc.name}' across {samples.count} parameter samples ({samples.method}):")
+        print(_fmt(cmp.table))
+        for name, rp in cmp.optimized.items():
+            extra = f"; {rp.note}" if rp.note else ""
+            gap = "n/a" if rp.gap is None else f"{rp.gap:.1e}"
+            print(f"{name}: {rp.objective} = {rp.value:,.2f} (certified gap {gap}, {rp.rounds} rounds, "
+                  f"{rp.seconds:.2f} s){extra}")
+        print("wrote " + ", ".join(str(p) for p in files))
+    return 0

@@ -1,0 +1,69 @@
+"""``allocator sweep``: run every variant of a scenario set."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..scenarios import Sweep, run_sweep
+from ..scenarios.execution import EXECUTOR_HELP
+from ..scenarios.sweep import RESULTS_LOG, read_log
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="solve every variant of a scenario set; write cells.csv and summary.csv",
+                       description="Solve every variant declared under `variants:` in FILE (which may "
+                                   "`extends:` a base scenario) and write DIR/cells.csv (one row per variant "
+                                   "and cell) and DIR/summary.csv (one row per variant). Finished variants "
+                                   f"stream to DIR/{RESULTS_LOG}; re-running the command resumes.")
+    p.add_argument("scenario", help="scenario file with `variants:`")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: out/<name>-sweep/)")
+    p.add_argument("--executor", default="local", help=EXECUTOR_HELP)
+    p.add_argument("--workers", type=int, help="local processes or threads (default: number of cores)")
+    p.add_argument("--chunksize", type=int, help="variants per task (default: automatic)")
+    p.add_argument("--restart", action="store_true", help="ignore finished variants in the output folder")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="draw the progress bar even when stderr is not a terminal")
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..errors import Problem, SpecError
+
+    for name in ("workers", "chunksize"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise SpecError(Problem(f"--{name}", f"must be >= 1; got {v}"))
+    sweep = Sweep(args.scenario)
+    out = Path(args.out) if args.out else Path("out") / f"{sweep.name}-sweep"
+    try:
+        res = run_sweep(sweep, out, executor=args.executor, workers=args.workers, progress=args.progress,
+                        restart=args.restart, chunksize=args.chunksize)
+    except KeyboardInterrupt:
+        saved = len(read_log(out / RESULTS_LOG))
+        print(f"interrupted: {saved} of {len(sweep.variants)} variants are saved in {out / RESULTS_LOG}; "
+              f"run the same command again to resume", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        s = res.summary
+        counts = ", ".join(f"{n} {k}" for k, n in s["status"].value_counts().items())
+        print(f"sweep '{sweep.name}': {len(s)} variants ({counts}); ran {res.ran}, reused {res.reused}, "
+              f"{res.seconds:.2f} s on {res.executor}")
+        cols = ["scenario_id", *sweep.param_columns, "status"] + [c for c in (
+            "net_value", "total_spend", "marginal_return", "net_value_gained") if c in s]
+        view = s[cols].head(30)
+        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format",
+                               "{:,.4g}".format):
+            print(view.to_string(index=False))
+        if len(s) > 30:
+            print(f"... {len(s) - 30} more rows in summary.csv")
+        bad = s[s["status"] != "optimal"]
+        for r in bad.head(5).itertuples():
+            print(f"{r.scenario_id}: {r.status}: {r.message}", file=sys.stderr)
+        print("wrote " + ", ".join(str(f) for f in res.files))
+    return 0
