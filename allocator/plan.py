@@ -191,7 +191,9 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
         df["net_value"] = df["net_value"] - df["activation_cost"]
     binding = binding_constraints(problem, s, report, result)
     if report.shadow_prices or report.binding:
-        budget_price = next((b["shadow_price"] for b in binding if b["name"] == "budget.total"), 0.0)
+        budget_price = abs(report.shadow_prices.get("budget.total", 0.0) if report.applicable
+                           else result.constraint_duals.get("budget.total", 0.0))
+        budget_price = budget_price if report.budget_binds else 0.0
     else:
         budget_price = (lam - 1.0) if report.budget_binds else 0.0
     summary = PlanSummary(
@@ -221,22 +223,16 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
 
 def binding_constraints(problem: CompiledProblem, spend: np.ndarray, report: OptimalityReport,
                         result: SolveResult) -> list[dict[str, Any]]:
-    """Every rule that binds at ``spend``, with its shadow price.
+    """Every rule that binds at ``spend``, with its shadow price (``budget.total`` has its own
+    summary fields, ``budget_binds`` and ``budget_shadow_price``, and is not repeated here).
 
     ``shadow_price`` is the value (net value, or spend saved under a target) gained per
     currency unit the rule is relaxed, estimated by the optimality check from the plan's
     true marginal returns; with spend units (no stationarity) it is the solver's dual of
     the rule with the integer decisions fixed. ``solver_dual`` is the solver's own figure.
     """
-    out = []
-    if not (report.shadow_prices or report.binding):
-        if report.budget_binds and problem.budget is not None:
-            out.append({"name": "budget.total", "kind": "budget", "rule": f"budget.total: total spend <= "
-                        f"{problem.budget:,.6g}", "side": "upper", "activity": float(np.sum(spend)),
-                        "bound": problem.budget, "shadow_price": report.marginal_return - 1.0,
-                        "solver_dual": (result.marginal_return - 1.0) if result.marginal_return else None})
-        return out
-    for row in problem.rows():
+    out: list[dict[str, Any]] = []
+    for row in problem.constraints:
         side = report.binding.get(row.name)
         if side is None:
             continue

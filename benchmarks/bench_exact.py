@@ -1,4 +1,4 @@
-"""Benchmark: the exact multiplier solver on random concave instances, and scipy SLSQP beside it.
+"""Benchmark (issue 2): the exact multiplier solver on random concave instances, and scipy SLSQP beside it.
 
 Random exponential-curve instances with 1e3 .. 1e6 cells, box bounds on a fifth
 of the cells and a budget at half the unconstrained optimum's spend. For each
@@ -13,18 +13,19 @@ method media-mix tools use; analytic gradient, budget as an inequality,
 equal-split start) runs on the same instances while it finishes within a
 minute (ten by default, on a shared machine); the table reports the objective difference and the speed ratio.
 
-Run: python benchmarks/bench_exact.py [--sizes 1000 10000 100000 1000000] [--slsqp-max 1000]
+Run: python benchmarks/bench_exact.py > benchmarks/results/bench_exact.md
+    (options: [--sizes 1000 10000 100000 1000000] [--slsqp-max 1000])
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
 import time
 
 import numpy as np
 from scipy.optimize import minimize
+
+from _common import header
 
 from allocator.compile import compile_scenario
 from allocator.solvers import solve
@@ -85,10 +86,7 @@ def main() -> None:
     ap.add_argument("--slsqp-limit", type=float, default=600.0, help="seconds before SLSQP is abandoned")
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
-          f"numpy {np.__version__}")
-    print("command: python " + " ".join(sys.argv))
-    print()
+    header()
     print("| cells | validate (s) | compile (s) | solve (ms, best of %d) | passes | certified gap | SLSQP (s) "
           "| SLSQP objective vs ours (rel.) | speed ratio |" % args.repeat)
     print("|---|---|---|---|---|---|---|---|---|")

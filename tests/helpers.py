@@ -179,7 +179,7 @@ def brute_force_dp(problem: CompiledProblem, budget: float, steps: int = 2000, r
 
 # ---- scenario analysis (issue 5) ----
 
-def write_yaml(path, data: dict) -> "Path":
+def write_yaml(path, data: dict):
     """Write ``data`` as YAML to ``path`` (a pathlib.Path) and return the path."""
     import yaml
 

@@ -82,7 +82,7 @@ def test_share_floor_with_budget_predicted_marginals():
     assert t.loc["a", "marginal_return"] == pytest.approx(m_a(1200), rel=1e-6)
     assert t.loc["b", "marginal_return"] == pytest.approx(m_b(800), rel=1e-6)
     assert price(p, "ret_share") == pytest.approx(m_b(800) - m_a(1200), rel=1e-4)
-    assert price(p, "budget.total") == pytest.approx(0.6 * m_a(1200) + 0.4 * m_b(800) - 1, rel=1e-4)
+    assert p.summary.budget_shadow_price == pytest.approx(0.6 * m_a(1200) + 0.4 * m_b(800) - 1, rel=1e-4)
     assert p.summary.status == "optimal"
 
 
@@ -94,7 +94,7 @@ def test_ratio_cap_with_budget():
     assert spend(p, B) == pytest.approx(1250, rel=1e-6)
     y_r = (m_a(250) - m_b(1250)) / 1.2
     assert price(p, "ret_vs_acq") == pytest.approx(y_r, rel=1e-4)
-    assert price(p, "budget.total") == pytest.approx(m_a(250) - 1 - y_r, rel=1e-4)
+    assert p.summary.budget_shadow_price == pytest.approx(m_a(250) - 1 - y_r, rel=1e-4)
 
 
 def test_lock_and_budget():

@@ -74,7 +74,7 @@ def test_nonconcave_table_matches_brute_force():
 
 
 def test_slsqp_from_the_equal_split_ends_far_below():
-    """Documented instance (docs/constraints.md): 10 S-curves, budget 30% of the free spend.
+    """Documented instance (README, "Why not a local method"): 10 S-curves, budget 30% of the free spend.
 
     scipy's SLSQP from the equal split stops at a local optimum at least 5% below the certified plan.
     """
@@ -191,8 +191,8 @@ def test_use_all_on_s_curves_spends_the_budget_exactly():
 def test_example_scenario_still_uses_the_exact_solver(tmp_path):
     p = allocator.plan("scenarios/example.yaml")
     assert p.summary.solver == "exact"
-    assert p.summary.binding_constraints[0]["name"] == "budget.total"
-    assert p.summary.binding_constraints[0]["shadow_price"] == pytest.approx(p.summary.budget_shadow_price)
+    assert p.summary.binding_constraints == []      # the budget has its own fields
+    assert p.summary.budget_binds and p.summary.budget_shadow_price > 0
 
 
 def _family_cases():

@@ -85,3 +85,13 @@ def test_concave_piecewise_tables(solver):
     # both first segments pay (2 and 1.5 > 1): a fills 10*100 = 1000, b gets the remaining 200 of its 500
     np.testing.assert_allclose(res.spend, [1000.0, 200.0], rtol=1e-6, atol=1e-3)
     assert check_optimality(prob2, res.spend).ok
+
+
+def test_pyomo_highs_ignores_a_rule_with_no_finite_side():
+    from allocator.problem import LinearConstraint
+
+    prob = random_problem(n=8, seed=9, bounds=False, budget_share=0.5)
+    free_rule = LinearConstraint("unbounded", np.arange(4), np.ones(4))
+    with_rule = type(prob)(**{**prob.__dict__, "constraints": (free_rule,)})
+    assert prob.net_value(solve(with_rule, "pyomo_highs").spend) == pytest.approx(
+        prob.net_value(solve(prob, "exact").spend), rel=1e-6)

@@ -83,13 +83,15 @@ def render(plan: Plan) -> str:
     budget = "none" if s.budget is None else f"{s.budget:,.0f} {cur}".strip()
     lines.append(f"total spend {s.total_spend:,.0f} {cur} of budget {budget}; value {s.total_value:,.0f}; "
                  f"net value {s.net_value:,.0f}")
-    lines.append(f"common marginal return {s.marginal_return:.6f}"
+    rules = [b for b in s.binding_constraints if b["name"] != "budget.total"]
+    lines.append(f"{'base' if rules else 'common'} marginal return {s.marginal_return:.6f}"
                  + (f" (budget binds: shadow price {s.budget_shadow_price:.6f} per {cur or 'unit'})"
-                    if s.budget_binds else " (budget slack: spend stops where a unit returns a unit)"))
+                    if s.budget_binds else " (budget slack: spend stops where a unit returns a unit)")
+                 + ("; cells in a binding rule's group differ from it by the rule's shadow price"
+                    if rules else ""))
     lines.append(f"largest KKT deviation {s.kkt_max_deviation:.2e}; optimality gap {s.optimality_gap:.2e}")
-    for b in s.binding_constraints:
-        if b["name"] != "budget.total":
-            lines.append(f"binding: {b['rule']} (shadow price {b['shadow_price']:.4f} per {cur or 'unit'})")
+    for b in rules:
+        lines.append(f"binding: {b['rule']} (shadow price {b['shadow_price']:.4f} per {cur or 'unit'})")
     shares = ", ".join(f"{k} {v:.1%}" for k, v in s.allocation_ratio.items())
     lines.append(f"allocation across tasks: {shares}")
     if s.baseline:

@@ -92,6 +92,13 @@ class CurveFamily:
         """Rules between parameters (e.g. ceiling >= floor); overridden by families."""
         return []
 
+    def ceiling_above_floor(self, values: Mapping[str, float]) -> list[tuple[str, str]]:
+        """The rule of saturating families with ``floor`` and ``ceiling``: ceiling >= floor."""
+        floor = values.get("floor", 0.0)
+        if values["ceiling"] < floor:
+            return [("ceiling", f"must be >= floor ({floor:g}); got {values['ceiling']:g}")]
+        return []
+
     def pack(self, raws: list[Mapping[str, object]]) -> dict[str, np.ndarray]:
         """Stack many cells' (already checked) parameters into arrays, defaults filled in."""
         return {

@@ -9,7 +9,7 @@ at zero spend towards ``ceiling`` at unlimited spend. Always concave.
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,11 +30,7 @@ class Exponential(CurveFamily):
         Param("floor", default=0.0, lower=0.0, upper=1.0, doc="response rate at zero spend"),
     )
 
-    def check_relations(self, v: Mapping[str, float]) -> list[tuple[str, str]]:
-        floor = v.get("floor", 0.0)
-        if v["ceiling"] < floor:
-            return [("ceiling", f"must be >= floor ({floor:g}); got {v['ceiling']:g}")]
-        return []
+    check_relations = CurveFamily.ceiling_above_floor
 
     def response(self, x, P):
         return P["floor"] + (P["ceiling"] - P["floor"]) * -np.expm1(-P["rate"] * x)

@@ -10,7 +10,7 @@ threshold.
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,11 +33,7 @@ class Hill(CurveFamily):
         Param("floor", default=0.0, lower=0.0, upper=1.0, doc="response rate at zero spend"),
     )
 
-    def check_relations(self, v: Mapping[str, float]) -> list[tuple[str, str]]:
-        floor = v.get("floor", 0.0)
-        if v["ceiling"] < floor:
-            return [("ceiling", f"must be >= floor ({floor:g}); got {v['ceiling']:g}")]
-        return []
+    check_relations = CurveFamily.ceiling_above_floor
 
     def _frac(self, x, P):
         z = np.asarray(x, dtype=float) / P["half_saturation"]

@@ -122,6 +122,8 @@ class PyomoHighsSolver(Solver):
             rows.append(("budget", m.budget, scale))
         m.general = pyo.ConstraintList()
         for c in problem.constraints:
+            if math.isinf(c.lower) and math.isinf(c.upper):
+                continue  # a rule with no finite side constrains nothing
             base = float(np.dot(c.coef, lo[c.index]))
             scale = max(float(np.abs(c.coef * width[c.index]).sum()), 1.0)
             expr = sum(float(a * width[i] / scale) * m.y[int(i)] for i, a in zip(c.index, c.coef))
@@ -191,7 +193,7 @@ class PyomoHighsSolver(Solver):
             if problem.budget is not None:
                 price += duals["budget"]
             for c in problem.constraints:
-                price[c.index] += duals[c.name] * c.coef
+                price[c.index] += duals.get(c.name, 0.0) * c.coef
             best = (spend, ub, gap, duals)
             interior = (y > 1e-9) & (y < 1 - 1e-9)
             marg = problem.marginal_return(spend)

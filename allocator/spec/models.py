@@ -117,7 +117,7 @@ class Scenario(_Strict):
     segments: list[SegmentSpec] | None = None
     solver: SolverOptions = Field(default_factory=SolverOptions)
     budgets: list[NamedBudget] = Field(default_factory=list, description="named pots, each covering a group")
-    constraints: list[Constraint] = Field(default_factory=list, description="planning rules (see docs/constraints.md)")
+    constraints: list[Constraint] = Field(default_factory=list, description="planning rules (see the README, 'The constraint language')")
     objective: Objective = Field(default_factory=NetValueObjective,
                                  description="net_value (default), target or hurdle")
     # scenario analysis (resolved by the loader: ``extends`` and ``overrides`` are applied and dropped)
