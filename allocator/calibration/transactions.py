@@ -252,6 +252,6 @@ def pyramid_summary(base: CustomerBase) -> pd.DataFrame:
 
 def check_rate(value: float, what: str, segment: str) -> float:
     if not math.isfinite(value):
-        raise SpecError(Problem(what, f"cannot be computed from the data (no customer-periods to count)",
+        raise SpecError(Problem(what, "cannot be computed from the data (no customer-periods to count)",
                                 f"({segment})"))
     return value
