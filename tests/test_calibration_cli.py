@@ -260,3 +260,19 @@ def test_bad_cohorts_and_judgments(tmp_path, capsys):
     code, out, err = run(["calibrate", "judgment", str(jf), "--out", str(tmp_path / "y.yaml")], capsys)
     assert code == 2 and "(vip, retention)" in err
     assert not (tmp_path / "y.yaml").exists()
+
+
+def test_unknown_family_with_fixed_parameters_is_one_clear_problem():
+    from allocator.calibration.aggregates import AggregatesSpec, prepare as prepare_aggregates
+    from allocator.calibration.records import RecordsSpec, check_spec
+    from allocator.errors import SpecError
+
+    with pytest.raises(SpecError, match="family: must be one of exponential, hill, logistic_quadratic; got 'gompertz'"):
+        check_spec(RecordsSpec(task="acquisition", spend="x", outcome="y", family="gompertz", value=1.0,
+                               fixed={"floor": 0.0}))
+    import pandas as pd
+
+    with pytest.raises(SpecError, match="'speed' is not a parameter of family 'exponential'"):
+        prepare_aggregates(pd.DataFrame({"x": [1.0], "n": [10], "r": [0.1]}),
+                           AggregatesSpec(task="acquisition", spend="x", size="n", rate="r", value=1.0,
+                                          family="exponential", fixed={"speed": 1.0}))

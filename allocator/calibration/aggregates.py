@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..curves import get_family
 from ..errors import Problem, SpecError
-from ..spec.models import TASKS
 from .cells import CalibratedCell
 from .diagnostics import CurveFit, binned_table, crossvalidate, family_aic, fit_warnings
-from .likelihood import FITTABLE, BinomialData, fit_binomial, parametric_resample, refit
+from .likelihood import BinomialData, fit_binomial, fit_choice_problems, parametric_resample, refit
 from .tables import Checker
 
 log = logging.getLogger(__name__)
@@ -64,14 +62,7 @@ class AggregatesSpec:
 
 def prepare(df: pd.DataFrame, spec: AggregatesSpec, source: str | None = None) -> dict[str, BinomialData]:
     """Check the table; return the binomial data per segment (errors name the column and row)."""
-    problems = []
-    if spec.task not in TASKS:
-        problems.append(Problem("task", f"must be one of {', '.join(TASKS)}; got {spec.task!r}"))
-    if spec.family not in FITTABLE:
-        problems.append(Problem("family", f"must be one of {', '.join(FITTABLE)}; got {spec.family!r}"))
-    elif set(spec.fixed) - {p.name for p in get_family(spec.family).params}:
-        problems.append(Problem("fixed", f"not parameters of family '{spec.family}': "
-                                         f"{', '.join(sorted(set(spec.fixed) - {p.name for p in get_family(spec.family).params}))}"))
+    problems = fit_choice_problems(spec.task, spec.family, spec.fixed)
     if (spec.rate is None) == (spec.successes is None):
         problems.append(Problem("rate", "give exactly one of a rate column and a successes column"))
     if problems:

@@ -28,6 +28,19 @@ def _uses_data(j: TwoPointJudgment | FourPointJudgment) -> bool:
     return (j.rate if isinstance(j, TwoPointJudgment) else j.at_spend) == DATA
 
 
+def _note_and_draws(diag: dict, jc, rate_draws, where) -> dict | None:
+    """Add the cell's note and its curve draws' clipping count to ``diag``; return the draws."""
+    if jc.note:
+        diag["note"] = jc.note
+    cdraws, clipped = _curve_draws(jc.judgment, rate_draws, where)
+    if cdraws:
+        diag["draws_clipped"] = clipped
+        if clipped:
+            diag["warnings"] = [f"{clipped} of {len(rate_draws)} bootstrap draws of the data rate fall "
+                                f"outside what the other statements allow and were moved inside"]
+    return cdraws
+
+
 def _curve_draws(j, rates: np.ndarray | None, where: str) -> tuple[dict[str, np.ndarray], int]:
     """The judgment's curve recomputed for each drawn data rate, and how many draws had to be clipped.
 
@@ -149,14 +162,7 @@ def cells_from_transactions(base: CustomerBase, table, draws: dict, jf: Judgment
                     "pool_from": "stated" if jc.pool is not None else
                     ("active customers" if task == "retention" else "at-risk and lapsed customers"),
                     "value_from": "stated" if jc.value is not None else "lifetime value from the transaction log"}
-            if jc.note:
-                diag["note"] = jc.note
-            cdraws, clipped = _curve_draws(jc.judgment, rate_draws, where)
-            if cdraws:
-                diag["draws_clipped"] = clipped
-                if clipped:
-                    diag["warnings"] = [f"{clipped} of {len(rate_draws)} bootstrap draws of the data rate fall "
-                                        f"outside what the other statements allow and were moved inside"]
+            cdraws = _note_and_draws(diag, jc, rate_draws, where)
             vdraws = value_draws if (jc.value is None and value_draws is not None) else None
             cells.append(CalibratedCell(s.id, task, pool, value, curve, current, diag, cdraws, vdraws))
         info[s.id] = _segment_info(s)
@@ -229,14 +235,7 @@ def cells_from_cohorts(fits: dict[str, SBGFit], jf: JudgmentFile, discount: floa
                             "next_period_retention": float(fit.retention(np.array([n + 1]))[0])},
                     "value_from": "stated" if jc.value is not None else
                     ("margin x sBG value of a renewal" if task == "retention" else "margin x sBG value of a new contract")}
-            if jc.note:
-                diag["note"] = jc.note
-            cdraws, clipped = _curve_draws(jc.judgment, rate_draws, where)
-            if cdraws:
-                diag["draws_clipped"] = clipped
-                if clipped:
-                    diag["warnings"] = [f"{clipped} of {len(rate_draws)} bootstrap draws of the data rate fall "
-                                        f"outside what the other statements allow and were moved inside"]
+            cdraws = _note_and_draws(diag, jc, rate_draws, where)
             vdraws = value_draws if jc.value is None else None
             cells.append(CalibratedCell(s.id, task, pool, value, curve, current, diag, cdraws, vdraws))
         info[s.id] = _segment_info(s)

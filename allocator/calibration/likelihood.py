@@ -354,3 +354,23 @@ def parametric_resample(d: BinomialData, rng: np.random.Generator) -> BinomialDa
     trials = np.round(d.trials)
     rate = np.clip(np.where(d.trials > 0, d.events / np.maximum(d.trials, 1e-12), 0.0), 0.0, 1.0)
     return BinomialData(d.spend, rng.binomial(trials.astype(int), rate).astype(float), trials)
+
+
+def fit_choice_problems(task: str, family: str, fixed: dict[str, float]) -> list:
+    """Problems with the task, family and fixed parameters of a fit request (shared by records and aggregates)."""
+    from ..curves import get_family
+    from ..errors import Problem
+    from ..spec.models import TASKS
+
+    problems = []
+    if task not in TASKS:
+        problems.append(Problem("task", f"must be one of {', '.join(TASKS)}; got {task!r}"))
+    if family not in FITTABLE:
+        problems.append(Problem("family", f"must be one of {', '.join(FITTABLE)}; got {family!r}"))
+    elif fixed:
+        known = {p.name for p in get_family(family).params}
+        for k in fixed:
+            if k not in known:
+                problems.append(Problem("fixed", f"'{k}' is not a parameter of family '{family}'; "
+                                                 f"its parameters: {', '.join(sorted(known))}"))
+    return problems

@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..curves import get_family
 from ..errors import Problem, SpecError
-from ..spec.models import TASKS
 from .cells import CalibratedCell
 from .diagnostics import CurveFit, binned_table, crossvalidate, family_aic, fit_warnings
-from .likelihood import FITTABLE, BinomialData, fit_binomial, refit
+from .likelihood import BinomialData, fit_binomial, fit_choice_problems, refit
 from .tables import Checker, parse_where
 
 log = logging.getLogger(__name__)
@@ -79,21 +77,11 @@ class RecordsSpec:
 
 
 def check_spec(spec: RecordsSpec) -> None:
-    problems = []
-    if spec.task not in TASKS:
-        problems.append(Problem("task", f"must be one of {', '.join(TASKS)}; got {spec.task!r}"))
-    if spec.family not in FITTABLE:
-        problems.append(Problem("family", f"must be one of {', '.join(FITTABLE)}; got {spec.family!r}"))
+    problems = fit_choice_problems(spec.task, spec.family, spec.fixed)
     if (spec.value is None) == (spec.value_column is None):
         problems.append(Problem("value", "give exactly one of a value per success or a value column"))
     if spec.value_stat not in VALUE_STATS:
         problems.append(Problem("value_stat", f"must be one of {', '.join(VALUE_STATS)}; got {spec.value_stat!r}"))
-    elif spec.fixed:
-        known = {p.name for p in get_family(spec.family).params}
-        for k in spec.fixed:
-            if k not in known:
-                problems.append(Problem("fixed", f"'{k}' is not a parameter of family '{spec.family}'; "
-                                                 f"its parameters: {', '.join(sorted(known))}"))
     if spec.bootstrap < 0 or spec.folds < 0:
         problems.append(Problem("bootstrap", "counts must be >= 0"))
     if problems:
