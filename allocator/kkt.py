@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .optimality import BOUND_LOWER, BOUND_NONE, BOUND_UPPER, BOUND_ZERO, bound_violations, classify_bounds
 from .problem import CompiledProblem
-
-BOUND_NONE, BOUND_LOWER, BOUND_UPPER, BOUND_ZERO = "none", "lower", "upper", "zero"
 
 
 @dataclass
@@ -76,12 +75,7 @@ def check_general(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1e-
 
     s = np.asarray(spend, float)
     n = problem.n
-    feas: list[str] = []
-    slack = 1e-9 + rtol * np.maximum(np.abs(s), 1.0)
-    for i in np.flatnonzero(s < problem.lower - slack):
-        feas.append(f"cell {problem.label(i)} spends {s[i]:.6g} below its minimum {problem.lower[i]:.6g}")
-    for i in np.flatnonzero(s > problem.upper + slack):
-        feas.append(f"cell {problem.label(i)} spends {s[i]:.6g} above its maximum {problem.upper[i]:.6g}")
+    feas = bound_violations(problem, s, rtol)
     rows = problem.rows()
     total = max(float(np.abs(s).sum()), 1.0)
     binding: dict[str, str] = {}
@@ -117,7 +111,6 @@ def check_general(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1e-
         if reached < obj.target * (1 - max(rtol, 1e-9)):
             feas.append(f"{obj.text or 'target'} not reached: {reached:,.10g}")
     if bound is None:
-        from .optimality import classify_bounds
 
         bound = classify_bounds(problem, s)
     nudge = 1e-9 * np.maximum(s, 1.0)

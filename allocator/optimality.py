@@ -48,6 +48,16 @@ class OptimalityReport:
     price: np.ndarray | None = None
 
 
+def bound_violations(problem: CompiledProblem, spend: np.ndarray, rtol: float) -> list[str]:
+    """One message per cell spending outside its [lower, upper] bounds (relative tolerance ``rtol``)."""
+    slack = 1e-9 + rtol * np.maximum(np.abs(spend), 1.0)
+    out = [f"cell {problem.label(i)} spends {spend[i]:.6g} below its minimum {problem.lower[i]:.6g}"
+           for i in np.flatnonzero(spend < problem.lower - slack)]
+    out += [f"cell {problem.label(i)} spends {spend[i]:.6g} above its maximum {problem.upper[i]:.6g}"
+            for i in np.flatnonzero(spend > problem.upper + slack)]
+    return out
+
+
 def classify_bounds(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1e-7) -> np.ndarray:
     """Per cell: ``zero``, ``lower``, ``upper`` or ``none`` (strictly inside its bounds)."""
     scale = np.maximum(np.maximum(np.abs(problem.lower), np.where(np.isfinite(problem.upper), problem.upper, 0)),
@@ -85,12 +95,7 @@ def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 
 
     if needs_general(problem):
         return _check_general(problem, spend, rtol)
-    feas: list[str] = []
-    slack = 1e-9 + rtol * np.maximum(np.abs(spend), 1.0)
-    for i in np.flatnonzero(spend < problem.lower - slack):
-        feas.append(f"cell {problem.label(i)} spends {spend[i]:.6g} below its minimum {problem.lower[i]:.6g}")
-    for i in np.flatnonzero(spend > problem.upper + slack):
-        feas.append(f"cell {problem.label(i)} spends {spend[i]:.6g} above its maximum {problem.upper[i]:.6g}")
+    feas = bound_violations(problem, spend, rtol)
     total = float(spend.sum())
     B = problem.budget
     budget_binds = False

@@ -211,11 +211,16 @@ def run_records(args) -> int:
     name = args.name or Path(args.file).stem
     path = _write(args, cells, name, f"maximum likelihood ({args.family}) from individual records",
                   [input_record(args.file, len(df))], {k: v for k, v in vars(spec).items()})
+    _report_fits(args, cells, path)
+    return 0
+
+
+def _report_fits(args, cells, path) -> None:
+    """Print each fitted cell and where the model went, unless --quiet."""
     if not args.quiet:
         for c in cells:
             _print_fit(c)
         print(f"\nwrote {path}")
-    return 0
 
 
 def run_aggregates(args) -> int:
@@ -232,10 +237,7 @@ def run_aggregates(args) -> int:
     name = args.name or Path(args.file).stem
     path = _write(args, cells, name, f"maximum likelihood ({args.family}) from aggregates",
                   [input_record(args.file, len(df))], dict(vars(spec)), samples_method="parametric bootstrap")
-    if not args.quiet:
-        for c in cells:
-            _print_fit(c)
-        print(f"\nwrote {path}")
+    _report_fits(args, cells, path)
     return 0
 
 
