@@ -51,7 +51,8 @@ class GeneralCheck:
 
 def needs_general(problem: CompiledProblem) -> bool:
     """Whether ``problem`` has anything beyond one budget, cell bounds and the net-value objective."""
-    return bool(problem.constraints) or bool(problem.integer_features) or problem.objective.kind != "net_value"
+    return (bool(problem.constraints) or bool(problem.efficiency) or bool(problem.integer_features)
+            or problem.objective.kind != "net_value")
 
 
 def _weights(problem: CompiledProblem) -> np.ndarray:

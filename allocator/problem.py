@@ -45,6 +45,41 @@ class LinearConstraint:
 
 
 @dataclass(frozen=True)
+class EfficiencyConstraint:
+    """An average-efficiency rule over a group of cells, ``sum_G (weight_i * pool_i * p_i(x_i) - rate * s_i) >= 0``.
+
+    * ``min_roi`` (value of the group >= ``target`` x its spend): ``weight = value``, ``rate = target``;
+    * ``max_cost_per_success`` (spend of the group <= ``target`` x its expected successes):
+      ``weight = target``, ``rate = 1``.
+
+    For concave curves the left-hand side is concave in spend, so the rule keeps the problem
+    convex. Its gradient in cell ``i`` is ``weight_i * p_i'(x_i) - rate``; a cell's marginal
+    return ``m_i = value_i * p_i'`` enters as ``(weight_i / value_i) * m_i - rate``.
+    Activation costs are not part of the rule (it is about spend on the curves).
+    """
+
+    name: str
+    index: np.ndarray
+    weight: np.ndarray
+    rate: float
+    kind: str
+    target: float
+    text: str = ""
+    source: str = ""
+
+    def activity(self, problem: "CompiledProblem", spend: np.ndarray) -> float:
+        """The rule's left-hand side at ``spend`` (>= 0 when it holds)."""
+        s = np.asarray(spend, float)
+        p = problem.response(s)[self.index]
+        return float(np.sum(self.weight * problem.pool[self.index] * p - self.rate * s[self.index]))
+
+    def gradient_factor(self, problem: "CompiledProblem") -> np.ndarray:
+        """``weight_i / value_i`` per cell of ``index``: the factor on the cell's marginal return."""
+        v = problem.value[self.index]
+        return np.where(v != 0, self.weight / np.where(v != 0, v, 1.0), 0.0)
+
+
+@dataclass(frozen=True)
 class ObjectiveSpec:
     """What is optimized.
 
@@ -106,6 +141,8 @@ class CompiledProblem:
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
     #: backend settings from the scenario's ``solver`` section (formulation, breakpoints, time_limit)
     options: dict = field(default_factory=dict)
+    #: average-efficiency rules (``type: efficiency``): nonlinear but concave rows
+    efficiency: tuple[EfficiencyConstraint, ...] = field(default_factory=tuple)
 
     @property
     def n(self) -> int:
@@ -192,6 +229,12 @@ class CompiledProblem:
             if m.any():
                 rows.append(LinearConstraint(c.name, remap[c.index[m]], c.coef[m], c.lower, c.upper,
                                              c.text, c.kind, c.source))
+        eff = []
+        for e in self.efficiency:
+            m = keep[e.index]
+            if m.any():
+                eff.append(EfficiencyConstraint(e.name, remap[e.index[m]], e.weight[m], e.rate, e.kind, e.target,
+                                                e.text, e.source))
         obj = self.objective
         if obj.weight is not None:
             obj = ObjectiveSpec(obj.kind, obj.rate, obj.target, obj.metric, obj.weight[where], obj.text)
@@ -205,4 +248,4 @@ class CompiledProblem:
             current_spend=self.current_spend[where], blocks=tuple(blocks), budget=self.budget,
             use_all=self.use_all, currency=self.currency, constraints=tuple(rows),
             min_active=cut(self.min_active), activation_cost=cut(self.activation_cost), unit=self.unit,
-            locked=cut(self.locked), objective=obj, options=self.options)
+            locked=cut(self.locked), objective=obj, options=self.options, efficiency=tuple(eff))

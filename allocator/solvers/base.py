@@ -63,6 +63,7 @@ class Solver:
     handles_nonconcave: ClassVar[bool] = False
     handles_constraints: ClassVar[bool] = False
     handles_integer: ClassVar[bool] = False
+    handles_efficiency: ClassVar[bool] = False
     objectives: ClassVar[tuple[str, ...]] = ("net_value",)
     description: ClassVar[str] = ""
 
@@ -76,6 +77,10 @@ class Solver:
         if not self.handles_constraints and problem.constraints:
             names = ", ".join(c.name for c in problem.constraints[:5]) + (" ..." if len(problem.constraints) > 5 else "")
             return f"solver '{self.name}' does not handle general constraints ({names}); use solver 'global'"
+        eff = getattr(problem, "efficiency", ())
+        if not self.handles_efficiency and eff:
+            names = ", ".join(e.name for e in eff[:5])
+            return f"solver '{self.name}' does not handle efficiency rules ({names}); use solver 'global'"
         integer = getattr(problem, "integer_features", [])
         if not self.handles_integer and integer:
             return (f"solver '{self.name}' does not handle integer features ({', '.join(integer)}); "
