@@ -9,8 +9,10 @@ import numpy as np
 
 from .constraints import CellLabels, compile_constraints
 from .curves import get_family
+from .errors import InfeasibleError
 from .problem import CompiledProblem, CurveBlock
 from .spec.models import Scenario, TaskSpec
+from .spec.rules import precheck_conflicts
 from .value import lifetime_value
 
 
@@ -29,7 +31,14 @@ def compile_scenario(sc: Scenario) -> CompiledProblem:
     The spend upper bound of a cell is the smaller of ``max_spend`` and
     ``pool * domain_max`` of its curve (e.g. the peak of a curve that rises then
     falls), so no solver ever spends past a peak.
+
+    Raises
+    ------
+    InfeasibleError
+        When locks fall outside their cells' bounds or off the spend unit: every such lock is
+        named at once (``conflict`` holds the first pair), so one run shows them all.
     """
+    _raise_lock_conflicts(sc)
     seg, task, pool, value, lo, hi, cur = [], [], [], [], [], [], []
     by_family: dict[str, list[tuple[int, dict]]] = defaultdict(list)
     for s in sc.segments or []:
@@ -74,5 +83,35 @@ def compile_scenario(sc: Scenario) -> CompiledProblem:
         min_active=rules.min_active if integer else None,
         activation_cost=rules.activation_cost if integer else None,
         unit=rules.unit, locked=rules.locked if fixed.any() else None, objective=rules.objective,
+        lock_names=_lock_names(sc) if fixed.any() else None,
+        efficiency=rules.efficiency,
         options={"formulation": sc.solver.formulation, "breakpoints": sc.solver.breakpoints,
                  "time_limit": sc.solver.time_limit})
+
+
+def _raise_lock_conflicts(sc: Scenario) -> None:
+    """Every lock that its cell's bounds or the spend unit rule out, in one error.
+
+    Floors summing above a cap are left to the solvers, whose conflict search names an
+    irreducible set among all rules (a pre-check here would name only the cell floors).
+    """
+    locks = precheck_conflicts(sc, caps=False)
+    if len(locks) == 1:
+        raise InfeasibleError(f"infeasible: {locks[0].headline}", conflict=list(locks[0].members))
+    if locks:
+        raise InfeasibleError(f"infeasible: {len(locks)} locks conflict with their cells' bounds or the spend unit "
+                              f"(each lock is listed with the rule it breaks)",
+                              conflict=[m for c in locks for m in c.members])
+
+
+def _lock_names(sc: Scenario) -> np.ndarray:
+    """Per cell, the name of the (last) lock rule selecting it, for reports."""
+    from .constraints import select
+    from .spec.constraints import LockConstraint
+
+    cells = CellLabels.from_scenario(sc)
+    out = np.full(len(cells.segment), "", dtype=object)
+    for c in sc.constraints:
+        if isinstance(c, LockConstraint):
+            out[select(c.select, cells)] = c.name
+    return out

@@ -8,6 +8,16 @@ rows ``lower <= sum(coef * spend[index]) <= upper`` over total spend per cell:
 * ``ratio``:  ``sum_N s - min * sum_D s >= 0`` and ``sum_N s - max * sum_D s <= 0``;
 * named budgets: ``sum_G s <= total`` (``= total`` with ``use_all``).
 
+Average-efficiency rules are not linear; each becomes one
+:class:`~allocator.problem.EfficiencyConstraint`
+``sum_G (weight_i * pool_i * p_i(x_i) - rate * s_i) >= 0``:
+
+* ``min_roi``: ``sum_G value_i * pool_i * p_i - min_roi * sum_G s_i >= 0``;
+* ``max_cost_per_success``: ``target * sum_G pool_i * p_i - sum_G s_i >= 0``.
+
+The ratio form (value / spend) is undefined when the group spends nothing; the
+constraint form is what is enforced, so a group that spends nothing satisfies it.
+
 Locks and minimum-if-active rules are per cell and become arrays. Each row
 carries a sentence with its numbers (``text``) for reports and infeasibility
 messages.
@@ -21,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InfeasibleError, Problem
-from .problem import LinearConstraint, ObjectiveSpec
+from .problem import EfficiencyConstraint, LinearConstraint, ObjectiveSpec
+from .spec.constraints import EfficiencyConstraint as EfficiencyRule
 from .spec.constraints import (LockConstraint, MinActiveConstraint, RatioConstraint, Selector, ShareConstraint,
                                SpendConstraint, TargetObjective, HurdleObjective)
 from .spec.models import Scenario
@@ -142,6 +153,12 @@ def check_constraints(sc: Scenario) -> list[Problem]:
                 problems.append(Problem(f"{field}.spend", f"must be >= 0; got {_fmt(c.spend)}"))
         elif isinstance(c, MinActiveConstraint):
             check_selector(c.select, f"{field}.select")
+        elif isinstance(c, EfficiencyRule):
+            check_selector(c.select, f"{field}.select")
+            given = [k for k in ("min_roi", "max_cost_per_success") if getattr(c, k) is not None]
+            if len(given) != 1:
+                problems.append(Problem(field, "give exactly one of `min_roi` and `max_cost_per_success`; got "
+                                               + (" and ".join(f"`{k}`" for k in given) or "neither")))
     if isinstance(sc.objective, TargetObjective):
         check_selector(sc.objective.select, "objective.select")
     if sc.budget is not None and sc.budget.use_all and sc.budget.total is None:
@@ -161,6 +178,8 @@ class CompiledConstraints:
     activation_cost: np.ndarray
     unit: float | None
     objective: ObjectiveSpec
+    #: average-efficiency rules, merged into ``CompiledProblem.efficiency``
+    efficiency: tuple[EfficiencyConstraint, ...] = ()
 
 
 def _row(name: str, source: str, kind: str, coef_full: np.ndarray, lower: float, upper: float,
@@ -190,6 +209,7 @@ def compile_constraints(sc: Scenario, cells: CellLabels, value: np.ndarray,
     min_active = np.zeros(n)
     activation = np.zeros(n)
     lock_source = np.full(n, "", dtype=object)
+    efficiency: list[EfficiencyConstraint] = []
     for c in sc.constraints:
         if isinstance(c, SpendConstraint):
             mask = select(c.select, cells).astype(float)
@@ -229,6 +249,8 @@ def compile_constraints(sc: Scenario, cells: CellLabels, value: np.ndarray,
             mask = select(c.select, cells)
             min_active[mask] = np.maximum(min_active[mask], c.spend)
             activation[mask] = np.maximum(activation[mask], c.activation_cost)
+        elif isinstance(c, EfficiencyRule):
+            efficiency.append(_efficiency(c, select(c.select, cells), value))
     # per-cell fields of the spec
     i = 0
     for s in sc.segments or []:
@@ -250,7 +272,22 @@ def compile_constraints(sc: Scenario, cells: CellLabels, value: np.ndarray,
     unit = sc.budget.unit if sc.budget is not None else None
     _check_locks(sc, cells, locked, lock_source, unit)
     return CompiledConstraints(rows=tuple(rows), locked=locked, min_active=min_active, activation_cost=activation,
-                               unit=unit, objective=objective)
+                               unit=unit, objective=objective, efficiency=tuple(efficiency))
+
+
+def _efficiency(c: EfficiencyRule, mask: np.ndarray, value: np.ndarray) -> EfficiencyConstraint:
+    """One average-efficiency rule as ``sum_G (weight * E - rate * s) >= 0`` (see the module docstring)."""
+    idx = np.flatnonzero(mask)
+    group = c.select.describe()
+    if c.min_roi is not None:
+        return EfficiencyConstraint(
+            name=c.name, index=idx, weight=value[idx].astype(float), rate=float(c.min_roi), kind="min_roi",
+            target=float(c.min_roi), source=c.name,
+            text=f"'{c.name}': value of {group} >= {c.min_roi:.6g} x its spend")
+    t = float(c.max_cost_per_success)
+    return EfficiencyConstraint(
+        name=c.name, index=idx, weight=np.full(len(idx), t), rate=1.0, kind="max_cost_per_success", target=t,
+        source=c.name, text=f"'{c.name}': spend of {group} <= {_fmt(t)} per expected success")
 
 
 def _check_locks(sc: Scenario, cells: CellLabels, locked: np.ndarray, source: np.ndarray,

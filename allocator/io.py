@@ -16,7 +16,12 @@ os.umask(_UMASK)
 
 
 def atomic_write_texts(files: dict[Path, str]) -> list[Path]:
-    """Write several files so that either all of them appear, complete, or none changes.
+    """Write several text files, all or none (see :func:`atomic_write`)."""
+    return atomic_write(files)
+
+
+def atomic_write(files: dict[Path, str | bytes]) -> list[Path]:
+    """Write several files (text as UTF-8, bytes as they are) so that either all appear, complete, or none changes.
 
     Every file is first written in full to a temporary file in its target
     folder. Only then are they renamed into place (``os.replace`` is atomic on one
@@ -30,8 +35,12 @@ def atomic_write_texts(files: dict[Path, str]) -> list[Path]:
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
+            if isinstance(text, bytes):
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(text)
+            else:
+                with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                    fh.write(text)
             temps.append((Path(tmp), path))
             os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         for tmp, path in temps:
@@ -58,9 +67,15 @@ def atomic_write_texts(files: dict[Path, str]) -> list[Path]:
     return list(files)
 
 
-def write_plan_files(plan: "Plan", out_dir: Path) -> list[Path]:
-    """``plan.csv`` and ``summary.json`` in ``out_dir``."""
-    return atomic_write_texts({
+def write_plan_files(plan: "Plan", out_dir: Path, extra: dict[str, str | bytes] | None = None) -> list[Path]:
+    """``plan.csv`` and ``summary.json`` in ``out_dir``, with ``extra`` files (name -> content) in the same move.
+
+    ``extra`` carries the rendered workbook and report (``plan.xlsx``, ``report.html``), so they
+    appear together with the plan they show, or not at all.
+    """
+    files: dict[Path, str | bytes] = {
         out_dir / "plan.csv": plan.table.to_csv(index=False, float_format="%.10g"),
         out_dir / "summary.json": json.dumps(plan.summary.to_dict(), indent=2) + "\n",
-    })
+    }
+    files.update({out_dir / name: content for name, content in (extra or {}).items()})
+    return atomic_write(files)

@@ -143,6 +143,8 @@ class CompiledProblem:
     options: dict = field(default_factory=dict)
     #: average-efficiency rules (``type: efficiency``): nonlinear but concave rows
     efficiency: tuple[EfficiencyConstraint, ...] = field(default_factory=tuple)
+    #: per cell, the name of the lock rule holding it ("" where none); for reports
+    lock_names: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -248,4 +250,5 @@ class CompiledProblem:
             current_spend=self.current_spend[where], blocks=tuple(blocks), budget=self.budget,
             use_all=self.use_all, currency=self.currency, constraints=tuple(rows),
             min_active=cut(self.min_active), activation_cost=cut(self.activation_cost), unit=self.unit,
-            locked=cut(self.locked), objective=obj, options=self.options, efficiency=tuple(eff))
+            locked=cut(self.locked), objective=obj, options=self.options, efficiency=tuple(eff),
+            lock_names=cut(self.lock_names))

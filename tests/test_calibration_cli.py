@@ -49,7 +49,7 @@ def test_records_write_a_valid_model_that_a_scenario_plans(tmp_path, records_csv
     # a second fit added to the same model (another task on the same rows)
     code, out, err = run(["calibrate", "records", records_csv, "--task", "winback", "--spend", "spend",
                           "--outcome", "won", "--family", "hill", "--value", "300", "--bootstrap", "8",
-                          "--folds", "0", "--segment-name", "c", "--add-to", str(path)], capsys)
+                          "--folds", "0", "--segment-name", "c", "--add-to", str(path), "--force"], capsys)
     assert code == 0, err
     model = load_model(path)
     assert [s.id for s in model.segments] == ["a", "b", "c"]
@@ -65,7 +65,7 @@ def test_records_write_a_valid_model_that_a_scenario_plans(tmp_path, records_csv
     before = path.read_text()
     code, out, err = run(["calibrate", "records", records_csv, "--task", "winback", "--spend", "spend",
                           "--outcome", "won", "--family", "hill", "--value", "300", "--bootstrap", "0",
-                          "--folds", "0", "--segment-name", "c", "--add-to", str(path)], capsys)
+                          "--folds", "0", "--segment-name", "c", "--add-to", str(path), "--force"], capsys)
     assert code == 2 and "cell (c, winback) is already in the model" in err
     assert path.read_text() == before
 
@@ -170,6 +170,63 @@ def test_cohorts_command_on_the_real_data(tmp_path, capsys):
     c = cell.curve
     p = c["floor"] + (c["ceiling"] - c["floor"]) * (1 - np.exp(-c["rate"] * 25.0))
     assert p == pytest.approx((b + 7) / (a + b + 7), rel=1e-6)
+
+
+# ---- existing files are replaced only with --force -------------------------------------------------
+
+def _fit(records_csv, *extra):
+    return ["calibrate", "records", records_csv, "--task", "acquisition", "--spend", "spend", "--outcome", "won",
+            "--family", "exponential", "--value", "100", "--bootstrap", "0", "--folds", "0", "--name", "m",
+            "--quiet", *extra]
+
+
+def test_default_location_is_written_only_when_free(tmp_path, records_csv, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(_fit(records_csv), capsys)
+    assert code == 0, err
+    target = tmp_path / "models" / "m.yaml"
+    target.write_text("# a tracked model, edited by hand\n")
+    code, out, err = run(_fit(records_csv), capsys)
+    assert code == 2 and out == ""
+    assert ("output: models/m.yaml already exists and calibrate does not replace existing model files; "
+            "pass --force to overwrite it, or --out PATH to write a new file") in err
+    assert target.read_text() == "# a tracked model, edited by hand\n"
+    code, out, err = run(_fit(records_csv, "--force"), capsys)
+    assert code == 0, err
+    model = load_model(target)
+    assert "--force" not in model.provenance["command"]     # provenance says how, not what was replaced
+
+
+def test_out_refuses_an_existing_file_without_force(tmp_path, records_csv, capsys):
+    target = tmp_path / "elsewhere.yaml"
+    target.write_text("keep me\n")
+    code, out, err = run(_fit(records_csv, "--out", str(target)), capsys)
+    assert code == 2 and f"--out: {target} already exists" in err and "--force" in err
+    assert target.read_text() == "keep me\n"
+    code, out, err = run(_fit(records_csv, "--out", str(target), "--force"), capsys)
+    assert code == 0, err
+    assert load_model(target).segments[0].id == "all"
+
+
+def test_add_to_writes_back_only_with_force_or_to_out(tmp_path, records_csv, capsys):
+    base = tmp_path / "base.yaml"
+    code, out, err = run(_fit(records_csv, "--out", str(base), "--segment-name", "a"), capsys)
+    assert code == 0, err
+    before = base.read_text()
+    add = _fit(records_csv, "--segment-name", "b", "--add-to", str(base))
+    code, out, err = run(add, capsys)
+    assert code == 2 and f"--add-to: {base} already exists and adding cells to it would replace it" in err
+    assert base.read_text() == before
+    merged = tmp_path / "merged.yaml"
+    code, out, err = run([*add, "--out", str(merged)], capsys)
+    assert code == 0, err
+    assert base.read_text() == before
+    assert [s.id for s in load_model(merged).segments] == ["a", "b"]
+    code, out, err = run([*add, "--force"], capsys)
+    assert code == 0, err
+    assert [s.id for s in load_model(base).segments] == ["a", "b"]
+    code, out, err = run(_fit(records_csv, "--add-to", str(tmp_path / "missing.yaml"), "--force"), capsys)
+    assert code == 2 and "--add-to: no such model file" in err
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_frontier_points_equal_independent_solves(use_all):
     hill_blocks[1].params["shape"][:] = 0.7
     free = solve(dataclasses.replace(p, budget=None, use_all=False), "exact").spend.sum()
     fr = budget_frontier(p, p.lower.sum() * 1.001 + 1.0, free * 1.3, points=25)
-    assert fr.method == "multiplier path"
+    assert fr.method == "multiplier_path" and (fr.table["method"] == "multiplier_path").all()
     for k, b in enumerate(fr.table["budget"]):
         spend, value = _independent(p, b)
         assert fr.table["net_value"][k] == pytest.approx(value, rel=1e-9)
@@ -117,7 +117,8 @@ def test_constrained_problem_falls_back_to_resolving_each_budget():
     cap = LinearConstraint("cap_a", np.array([0]), np.array([1.0]), upper=500.0)
     pc = dataclasses.replace(p, constraints=(cap,))
     fr = budget_frontier(pc, 1000, 3000, points=3)
-    assert fr.method == "re-solve"
+    used = f"resolve:{solve(dataclasses.replace(pc, budget=1000.0)).solver}"
+    assert fr.method == used and (fr.table["method"] == used).all()
     for k, b in enumerate(fr.table["budget"]):
         # independent: the cap binds, so a spends 500 and b the rest (b alone is concave: its own optimum)
         sb = min(b - 500.0, solve(dataclasses.replace(p.subset(np.array([False, True])), budget=None)).spend[0])
@@ -144,7 +145,8 @@ def test_frontier_cli_writes_both_tables(tmp_path, capsys):
     events = pd.read_csv(out / "frontier_events.csv")
     assert set(events["event"]) <= {"switches_on", "reaches_max", "next_table_point"}
     assert ((events["budget"] >= 1e6) | (events["budget_to"] >= 1e6)).all()
-    assert "multiplier path" in capsys.readouterr().out
+    assert (table["method"] == "multiplier_path").all()
+    assert "multiplier_path" in capsys.readouterr().out
 
 
 def test_frontier_cli_error_exits_2_and_writes_nothing(tmp_path, capsys):
@@ -158,3 +160,22 @@ def test_frontier_cli_error_exits_2_and_writes_nothing(tmp_path, capsys):
     rc = main(["frontier", str(sc), "--from", "10", "--to", "100", "--out", str(out)])
     assert rc == 3 and "below the cells' min_spend total 50" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_frontier_csv_has_activation_cost_and_method_and_quiet_prints_nothing(tmp_path):
+    # a separate process, so anything written below Python (a solver's banner) would show on stdout too
+    import subprocess
+    import sys
+
+    constrained = EXAMPLE.parent / "constrained.yaml"
+    out = tmp_path / "fr"
+    run = subprocess.run([sys.executable, "-c", "import sys; from allocator.cli import main; sys.exit(main())",
+                          "frontier", str(constrained), "--from", "1.4e6", "--to", "1.5e6", "--points", "2",
+                          "--quiet", "--out", str(out)], capture_output=True, text=True, check=True)
+    assert run.stdout == ""
+    table = pd.read_csv(out / "frontier.csv")
+    assert table["method"].str.startswith("resolve:").all()
+    # money adds up row by row: value - spend - activation costs (the win-back set-up costs)
+    np.testing.assert_allclose(table["net_value"],
+                               table["total_value"] - table["total_spend"] - table["activation_cost"], rtol=0, atol=1e-3)
+    assert (table["activation_cost"] > 0).all()

@@ -191,7 +191,9 @@ def test_use_all_on_s_curves_spends_the_budget_exactly():
 def test_example_scenario_still_uses_the_exact_solver(tmp_path):
     p = allocator.plan("scenarios/example.yaml")
     assert p.summary.solver == "exact"
-    assert p.summary.binding_constraints == []      # the budget has its own fields
+    # the budget is the one binding thing, listed once, with the same price as its own fields
+    assert [b["name"] for b in p.summary.binding_constraints] == ["budget.total"]
+    assert p.summary.binding_constraints[0]["shadow_price"] == pytest.approx(p.summary.budget_shadow_price)
     assert p.summary.budget_binds and p.summary.budget_shadow_price > 0
 
 

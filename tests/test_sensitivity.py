@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import allocator
-from allocator.analysis.sensitivity import sensitivity, what_if_move
+from allocator.analysis.sensitivity import InfeasibleMoveError, sensitivity, what_if_move
 from allocator.cli import main
 from allocator.errors import SpecError
 from allocator.spec.overrides import apply_overrides
@@ -79,7 +79,8 @@ def test_shadow_prices_match_finite_differences_of_the_constraints():
     data = _scenario()
     plan = allocator.plan(data, solver="exact")
     sp = sensitivity(plan).shadow_prices.set_index("kind")
-    assert set(sp.index) == {"budget", "max_spend", "min_spend"}
+    assert set(sp.index) == {"budget", "max_spend", "min_spend"}   # each binding thing once
+    assert (sp["shadow_price"] >= 0).all()
     fd_budget = _fd(data, "budget.total", 600000.0, rel=1e-5)
     assert sp.loc["budget", "shadow_price"] == pytest.approx(fd_budget, rel=1e-6)
     assert sp.loc["budget", "shadow_price"] == pytest.approx(plan.summary.budget_shadow_price, rel=1e-12)
@@ -87,8 +88,10 @@ def test_shadow_prices_match_finite_differences_of_the_constraints():
     assert sp.loc["max_spend", "shadow_price"] == pytest.approx(fd_max, rel=1e-5)
     assert sp.loc["max_spend", "shadow_price"] > 0
     fd_min = _fd(data, "segments.mid.tasks.winback.min_spend", 40000.0, rel=1e-5)
-    assert sp.loc["min_spend", "shadow_price"] == pytest.approx(fd_min, rel=1e-5)
-    assert sp.loc["min_spend", "shadow_price"] < 0
+    # relaxing a floor means lowering it: the price is the gain per unit lowered
+    assert sp.loc["min_spend", "d_net_value_d_bound"] == pytest.approx(fd_min, rel=1e-5)
+    assert sp.loc["min_spend", "shadow_price"] == pytest.approx(-fd_min, rel=1e-5)
+    assert sp.loc["min_spend", "shadow_price"] > 0
 
 
 def test_move_reports_the_exact_value_lost():
@@ -114,8 +117,9 @@ def test_move_reports_the_exact_value_lost():
 
 def test_move_that_breaks_a_bound_is_refused_with_the_room_left():
     plan = allocator.plan(_scenario(), solver="exact")
-    with pytest.raises(SpecError, match=r"cell \(mid, winback\) spends 40,000.00 with min_spend 40,000.00: "
-                                        r"at most 0.00 can move out; got 1.00"):
+    # a bound is a rule like any other: refused (exit 3), naming it with the room left
+    with pytest.raises(InfeasibleMoveError, match=r"min_spend of cell \(mid, winback\) = 40,000; the move leaves "
+                                                  r"39,999 \(at most 0 can move out\)"):
         what_if_move(plan, 1.0, "mid/winback", "ent/acquisition")
     with pytest.raises(SpecError, match=r"no cell \(nope, acquisition\) in the scenario"):
         what_if_move(plan, 1.0, "nope/acquisition", "ent/acquisition")

@@ -58,7 +58,9 @@ def test_every_problem_is_listed_not_just_the_first():
     data = scenario({("a", "acquisition"): exp_cell(pool=-1, value=10, ceiling=0.2, rate=1),
                      ("b", "winback"): exp_cell(pool=10, value=10, ceiling=0.2, rate=-1)})
     text = problems_of(data)
-    assert "pool of cell (a, acquisition)" in text and "(1 problem" in text  # schema stage stops first
+    # the schema problem of one cell does not stop the curve check of the other (issue 8)
+    assert "(2 problems)" in text and "pool of cell (a, acquisition)" in text
+    assert "curve.rate of cell (b, winback): must be in [0, inf]; got -1" in text
     text2 = problems_of(scenario({("a", "acquisition"): exp_cell(pool=1, value=10, ceiling=2, rate=1),
                                   ("b", "winback"): exp_cell(pool=10, value=10, ceiling=0.2, rate=-1)}))
     assert "(2 problems)" in text2 and "(a, acquisition)" in text2 and "(b, winback)" in text2

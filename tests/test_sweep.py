@@ -257,3 +257,26 @@ def test_overrides_reach_constraints_by_name(tmp_path):
     sc = allocator.load_scenario(child)
     assert [c.name for c in sc.constraints] == ["ret_cap", "b_floor"]
     assert sc.constraints[0].max == 6000.0 and sc.constraints[1].min == 100.0
+
+
+def test_sweep_quiet_prints_nothing_on_stdout_and_money_adds_up(tmp_path):
+    # local processes in a separate process: a worker's stray output would land on stdout too
+    import subprocess
+    import sys
+
+    write_yaml(tmp_path / "cs.yaml", {"extends": str(ROOT / "scenarios" / "constrained.yaml"), "name": "cs",
+                                      "variants": {"grid": {"budget.total": [1200000, 1500000]}}})
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-c", "import sys; from allocator.cli import main; sys.exit(main())",
+                          "sweep", str(tmp_path / "cs.yaml"), "--quiet", "--out", str(out), "--workers", "2"],
+                         capture_output=True, text=True, check=True)
+    assert run.stdout == ""
+    summary, cells = pd.read_csv(out / "summary.csv"), pd.read_csv(out / "cells.csv")
+    np.testing.assert_allclose(summary["net_value"], summary["total_value"] - summary["total_spend"]
+                               - summary["activation_cost"], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(cells["net_value"], cells["value"] - cells["spend"] - cells["activation_cost"],
+                               rtol=1e-11, atol=1e-6)
+    assert (summary["activation_cost"] > 0).all()
+    # (the CSV keeps 12 digits of figures near 1e7)
+    np.testing.assert_allclose(summary["net_value_gained"], summary["net_value"] - summary["baseline_net_value"],
+                               rtol=0, atol=1e-3)

@@ -1,26 +1,15 @@
-"""Budget frontiers by the multiplier path.
+"""Budget frontiers: the optimal plan, its money and its common marginal return over a range of budgets.
 
-For a concave, separable problem with one budget, the optimal plan at budget ``B`` is
-``s_i(lam) = clip(rule_i(lam), lower_i, upper_i)`` where ``lam`` is the common marginal return and
-``S(lam) = sum_i s_i(lam) = B`` (``lam = 1`` once the budget no longer binds). ``S`` changes form only
-at *events*: the multiplier at which a cell leaves its lower bound (its marginal return there,
-``value * p'(lower+)``: it "switches on"), reaches its upper bound (``value * p'(upper-)``), or, for a
-tabulated curve, moves to its next table point. Between two events every cell keeps its regime, and
-for the closed-form families the interior spend is affine in a transform of ``lam``:
+Concave, separable problems with one budget follow the multiplier path
+(:mod:`allocator.analysis.multiplier_path`): every budget in closed form, no re-solve. Problems
+the path does not cover (general linear constraints, efficiency rules, integer features such as
+spend units or activation costs, other objectives, non-concave curves) fall back to solving each
+budget from scratch with the scenario's own solver settings. The ``method`` column of the table
+says which was used for each budget: ``multiplier_path`` or ``resolve:<solver>``.
 
-* exponential: ``s = a + b * (-ln lam)``;
-* hill with shape 1: ``s = a + b * lam^(-1/2)``;
-* piecewise (tabulated): constant between events, jumping at them.
-
-So the whole path is a handful of running sums over events sorted by ``lam``: sorting the events
-once (O(n log n)) gives ``S`` at every event exactly, each budget falls between two events by
-binary search, and inside that interval ``S(lam) = B`` is solved in closed form (or with a 1-D root
-finder when several transforms or other concave families are mixed). Moving from one budget to the
-next reuses everything computed for the previous one: no re-solve. Cells of other concave families
-are handled through their ``spend_rule`` (evaluated only where needed).
-
-Problems the path does not cover (general linear constraints, non-concave curves) fall back to
-solving each budget from scratch with the regular solvers; ``Frontier.method`` says which was used.
+Money per budget comes from :func:`allocator.money.money_rows`, the same function as the plan's
+totals, so ``net_value = total_value - total_spend - activation_cost`` and the frontier at the
+scenario's own budget shows the plan's own figures.
 """
 
 from __future__ import annotations
@@ -30,22 +19,22 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 
 from ..errors import InfeasibleError, NumericalError, Problem, SpecError
+from ..money import money_rows
 from ..problem import CompiledProblem
 from ..spec.models import TASKS
-from .common import as_problem, non_separable_reason
+from .common import as_scenario, non_separable_reason
+from .multiplier_path import MultiplierPath, path_events
 
 logger = logging.getLogger(__name__)
 
-# transforms g(lam), increasing as lam falls
-_G: dict[str, Callable[[float], float]] = {"log": lambda lam: -math.log(lam), "rsqrt": lambda lam: lam ** -0.5}
-_G_INV: dict[str, Callable[[float], float]] = {"log": lambda g: math.exp(-g), "rsqrt": lambda g: g ** -2.0}
+METHOD_PATH = "multiplier_path"
+METHOD_RESOLVE = "resolve"
 
 
 @dataclass
@@ -56,17 +45,19 @@ class Frontier:
     ----------
     table : pandas.DataFrame
         One row per budget: ``budget``, ``marginal_return`` (the common multiplier), ``budget_binds``,
-        ``net_value``, ``total_value``, ``total_spend``, ``spend_<task>``, ``value_<task>``,
-        ``cells_funded`` (cells above their lower bound), and with a baseline
-        ``baseline_net_value`` and ``net_value_gained``.
+        ``net_value``, ``total_value``, ``total_spend``, ``activation_cost`` (``net_value =
+        total_value - total_spend - activation_cost``), ``spend_<task>``, ``value_<task>``,
+        ``cells_funded`` (cells above their lower bound), with a baseline ``baseline_net_value`` and
+        ``net_value_gained``, and ``method`` (``multiplier_path`` or ``resolve:<solver>``).
     events : pandas.DataFrame
         The budgets (within the range) at which a cell switches on, reaches its cap, or moves to the
         next point of its table: ``budget``, ``budget_to`` (equal to ``budget`` except for table
-        jumps), ``marginal_return``, ``segment``, ``task``, ``event``.
+        jumps), ``marginal_return``, ``segment``, ``task``, ``event``. Empty when every budget was
+        re-solved.
     spend : ndarray
         Optimal spend per budget and cell, shape (points, cells).
     method : str
-        ``multiplier path`` or ``re-solve``.
+        The distinct values of the ``method`` column, comma-separated.
     seconds : float
     """
 
@@ -78,260 +69,34 @@ class Frontier:
     seconds: float = 0.0
 
 
-# ------------------------------------------------------------------------------------------ the path
-
-class MultiplierPath:
-    """The optimal plan of a concave problem as a function of the budget multiplier (see module doc)."""
-
-    def __init__(self, problem: CompiledProblem):
-        self.p = problem
-        n = problem.n
-        lo, hi = problem.lower, problem.upper
-        self.lo, self.hi = lo, hi
-        self.rules = [(b.index, b.family.spend_rule(b.params, problem.value[b.index], problem.pool[b.index]))
-                      for b in problem.blocks]
-        # per cell: marginal returns at the bounds (the switch-on and cap multipliers)
-        self.lam_on = problem.marginal_return(lo, "right")
-        self.lam_cap = np.where(np.isfinite(hi) & (hi > lo), problem.marginal_return(np.where(np.isfinite(hi), hi, lo),
-                                                                                   "left"), 0.0)
-        self.lam_cap = np.minimum(self.lam_cap, self.lam_on)
-        kind = np.full(n, "", dtype=object)
-        a = np.zeros(n)
-        b = np.zeros(n)
-        generic = np.zeros(n, dtype=bool)
-        step_cells, step_lam, step_delta = [], [], []
-        for blk in problem.blocks:
-            idx, P, fam = blk.index, blk.params, blk.family
-            v, pool = problem.value[idx], problem.pool[idx]
-            if fam.name == "exponential":
-                amp = v * (P["ceiling"] - P["floor"]) * P["rate"]
-                live = (amp > 0) & (P["rate"] > 0)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    b[idx] = np.where(live, pool / P["rate"], 0.0)
-                    a[idx] = np.where(live, pool * np.log(np.where(live, amp, 1.0)) / P["rate"], 0.0)
-                kind[idx] = np.where(live, "log", "")
-            elif fam.name == "hill" and np.all(P["shape"] == 1.0):
-                h = P["half_saturation"]
-                root = np.sqrt(v * (P["ceiling"] - P["floor"]) * h)
-                live = root > 0
-                a[idx] = np.where(live, -pool * h, 0.0)
-                b[idx] = np.where(live, pool * root, 0.0)
-                kind[idx] = np.where(live, "rsqrt", "")
-            elif fam.name == "piecewise":
-                X = np.where(np.isfinite(P["x"]), P["x"], np.nan)
-                ends = np.concatenate([X[:, 1:], np.full((len(X), 1), np.nan)], axis=1)
-                marg = fam._slopes(P) * v[:, None]  # the same expression as the family's spend rule
-                prev = np.clip(0.0, lo[idx], hi[idx])
-                # concave table: segments open in order as lam falls below their marginal return
-                for j in range(ends.shape[1]):
-                    ok = np.isfinite(ends[:, j]) & (marg[:, j] > 0)
-                    nxt = np.where(ok, np.clip(pool * np.nan_to_num(ends[:, j]), lo[idx], hi[idx]), prev)
-                    delta = nxt - prev
-                    jump = ok & (delta > 0)
-                    step_cells.append(idx[jump])
-                    step_lam.append(marg[jump, j])
-                    step_delta.append(delta[jump])
-                    prev = nxt
-            else:
-                generic[idx] = True
-        self.kind, self.a, self.b, self.generic = kind, a, b, generic
-        self.kinds = sorted({k for k in kind if k})
-        self.generic_idx = np.flatnonzero(generic)
-        self.generic_rules = [(np.flatnonzero(generic[blk.index]), blk.index, rule)
-                              for blk, (_, rule) in zip(problem.blocks, self.rules) if generic[blk.index].any()]
-
-        # ---- events: (lam, cell, type); sorted by lam descending
-        affine = kind != ""
-        on_mask = affine & (self.lam_on > 0) & (hi > lo)
-        cap_mask = on_mask & np.isfinite(hi)
-        ev_lam = [self.lam_on[on_mask], self.lam_cap[cap_mask]]
-        ev_cell = [np.flatnonzero(on_mask), np.flatnonzero(cap_mask)]
-        ev_type = [np.zeros(on_mask.sum(), int), np.ones(cap_mask.sum(), int)]
-        if step_cells:
-            sc = np.concatenate(step_cells)
-            ev_lam.append(np.concatenate(step_lam))
-            ev_cell.append(sc)
-            ev_type.append(np.full(len(sc), 2))
-        # a generic cell whose first unit has an infinite marginal return (hill shape < 1) is on from
-        # the start: no event
-        gen_on = generic & (hi > lo) & (self.lam_on > 0) & np.isfinite(self.lam_on)
-        gen_cap = gen_on & np.isfinite(hi)
-        ev_lam += [self.lam_on[gen_on], self.lam_cap[gen_cap]]
-        ev_cell += [np.flatnonzero(gen_on), np.flatnonzero(gen_cap)]
-        ev_type += [np.full(gen_on.sum(), 3), np.full(gen_cap.sum(), 4)]
-        lam_e = np.concatenate(ev_lam)
-        cell_e = np.concatenate(ev_cell)
-        type_e = np.concatenate(ev_type)
-        delta_e = np.zeros(len(lam_e))
-        if step_cells:
-            k0 = on_mask.sum() + cap_mask.sum()
-            delta_e[k0:k0 + len(sc)] = np.concatenate(step_delta)
-        order = np.argsort(-lam_e, kind="stable")
-        self.ev_lam, self.ev_cell, self.ev_type, self.ev_delta = lam_e[order], cell_e[order], type_e[order], delta_e[order]
-
-        # ---- running sums after each event: fixed part F, and per transform A, Bk (interior a, b)
-        m = len(self.ev_lam)
-        t, c = self.ev_type, self.ev_cell
-        dF = np.zeros(m)
-        dF[t == 0] = -lo[c[t == 0]]
-        dF[t == 1] = hi[c[t == 1]]
-        dF[t == 2] = self.ev_delta[t == 2]
-        self.F0 = float(lo[~generic].sum())
-        self.F = self.F0 + np.cumsum(dF)
-        self.A, self.Bk = {}, {}
-        for kd in self.kinds:
-            sel = kind[c] == kd
-            dA = np.where(sel & (t == 0), a[c], 0.0) - np.where(sel & (t == 1), a[c], 0.0)
-            dB = np.where(sel & (t == 0), b[c], 0.0) - np.where(sel & (t == 1), b[c], 0.0)
-            self.A[kd], self.Bk[kd] = np.cumsum(dA), np.cumsum(dB)
-        # group events with the same lam: index of the last event of each group
-        if m:
-            last = np.r_[self.ev_lam[1:] != self.ev_lam[:-1], True]
-            self.group_end = np.flatnonzero(last)
-        else:
-            self.group_end = np.array([], dtype=int)
-        self.group_lam = self.ev_lam[self.group_end]
-        starts = np.r_[0, self.group_end[:-1] + 1] if m else np.array([], dtype=int)
-        self.group_jump = np.add.reduceat(self.ev_delta, starts) if m else np.array([])
-        self._s_after: dict[int, float] = {}
-        self.S_after: np.ndarray | None = None
-        if not len(self.generic_idx):
-            # closed form everywhere: total spend just below every event multiplier, all at once
-            ge, gl = self.group_end, self.group_lam
-            tot = self.F[ge].copy()
-            for kd in self.kinds:
-                with np.errstate(divide="ignore", over="ignore"):
-                    gv = -np.log(gl) if kd == "log" else gl ** -0.5
-                tot += self.A[kd][ge] + np.where(self.Bk[kd][ge] != 0, self.Bk[kd][ge] * gv, 0.0)
-            self.S_after = tot
-        self._s1: np.ndarray | None = None
-
-    # ---- evaluation
-    def generic_sum(self, lam: float) -> float:
-        tot = 0.0
-        for local, idx, rule in self.generic_rules:
-            s = rule(lam)[local]
-            cells = idx[local]
-            tot += float(np.clip(s, self.lo[cells], self.hi[cells]).sum())
-        return tot
-
-    def total_in_state(self, j: int, lam: float) -> float:
-        """Total spend at ``lam`` with the regimes after event ``j`` (``-1``: before any event)."""
-        tot = self.F0 if j < 0 else float(self.F[j])
-        if j >= 0:
-            for kd in self.kinds:
-                tot += float(self.A[kd][j]) + float(self.Bk[kd][j]) * _G[kd](lam)
-        if len(self.generic_idx):
-            tot += self.generic_sum(lam)
-        return tot
-
-    def s_after_group(self, g: int) -> float:
-        """Total spend just below the multiplier of event group ``g`` (after its jumps)."""
-        if self.S_after is not None:
-            return float(self.S_after[g])
-        if g not in self._s_after:
-            self._s_after[g] = self.total_in_state(int(self.group_end[g]), float(self.group_lam[g]))
-        return self._s_after[g]
-
-    def s_before_group(self, g: int) -> float:
-        """Total spend just above the multiplier of group ``g`` (before its table jumps)."""
-        return self.s_after_group(g) - float(self.group_jump[g])
-
-    def spend_at(self, lam: float) -> np.ndarray:
-        """Optimal spend per cell at multiplier ``lam`` (tabulated cells before any jump at exactly ``lam``)."""
-        s = np.empty(self.p.n)
-        for idx, rule in self.rules:
-            s[idx] = rule(lam)
-        return np.clip(s, self.lo, self.hi)
-
-    def multiplier_for(self, budget: float, start: int = 0) -> tuple[float, float | None, int]:
-        """``(lam, theta, g)``: the multiplier spending ``budget``; ``theta`` in (0, 1] when the budget
-        falls inside table jumps at ``lam`` (share of those jumps taken), else ``None``; ``g`` is the
-        event group reached (a warm start for the next, larger budget)."""
-        G = len(self.group_end)
-        # first group whose after-total reaches the budget: gallop from the previous budget's group
-        # (budgets come in increasing order), then bisect
-        lo_g = hi_g = start
-        step = 1
-        while hi_g < G and self.s_after_group(hi_g) < budget:
-            lo_g = hi_g + 1
-            hi_g += step
-            step *= 2
-        hi_g = min(hi_g, G)
-        while lo_g < hi_g:
-            mid = (lo_g + hi_g) // 2
-            if self.s_after_group(mid) < budget:
-                lo_g = mid + 1
-            else:
-                hi_g = mid
-        g = lo_g
-        if g < G:
-            before = self.s_before_group(g)
-            if before < budget:  # inside the jumps at this multiplier
-                jump = self.s_after_group(g) - before
-                return float(self.group_lam[g]), (budget - before) / jump, g
-            lam_lo = float(self.group_lam[g])
-        else:
-            lam_lo = 0.0
-        state = int(self.group_end[g - 1]) if g > 0 else -1
-        lam_hi = float(self.group_lam[g - 1]) if g > 0 else math.inf
-        return self._root(state, budget, lam_lo, lam_hi), None, g
-
-    def _root(self, state: int, budget: float, lam_lo: float, lam_hi: float) -> float:
-        if state >= 0 and not len(self.generic_idx):
-            live = [kd for kd in self.kinds if self.Bk[kd][state] > 0]
-            if len(live) == 1:
-                kd = live[0]
-                rest = float(self.F[state]) + sum(float(self.A[k][state]) for k in self.kinds)
-                return _G_INV[kd]((budget - rest) / float(self.Bk[kd][state]))
-            if not live:
-                raise NumericalError(f"no cell can absorb a budget of {budget:,.6g} (every cell is at a cap "
-                                     "or on a flat tail)")
-        f = lambda ll: self.total_in_state(state, math.exp(ll)) - budget  # noqa: E731 - local root function
-        top = math.log(lam_hi) if math.isfinite(lam_hi) else None
-        bot = math.log(lam_lo) if lam_lo > 0 else None
-        if top is None:
-            top = (bot if bot is not None else 0.0) + 1.0
-            while f(top) > 0:
-                top += 2.0 * (1 + abs(top))
-                if top > 700:
-                    raise NumericalError("could not bracket the budget multiplier")
-        if bot is None:
-            bot = top - 1.0
-            while f(bot) < 0:
-                bot -= 2.0 * (1 + abs(bot))
-                if bot < -700:
-                    raise NumericalError(f"no plan spends {budget:,.6g}: the cells absorb less at any multiplier")
-        return math.exp(brentq(f, bot, top, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
-
-    def plan_for(self, budget: float, use_all: bool, start: int = 0) -> tuple[np.ndarray, float, bool, int]:
-        """``(spend, lam, binds, g)`` of the optimum at ``budget``."""
-        if not use_all:
-            if self._s1 is None:
-                self._s1 = self.spend_at(1.0)
-            if float(self._s1.sum()) <= budget:
-                return self._s1.copy(), 1.0, False, start
-        lam, theta, g = self.multiplier_for(budget, start)
-        s = self.spend_at(lam)
-        if theta is not None:
-            j = int(self.group_end[g])
-            k0 = int(self.group_end[g - 1]) + 1 if g > 0 else 0
-            np.add.at(s, self.ev_cell[k0:j + 1], theta * self.ev_delta[k0:j + 1])
-        return s, lam, True, g
-
-
-# ------------------------------------------------------------------------------------------ public API
-
 def path_supported(problem: CompiledProblem) -> str | None:
     """``None`` when the multiplier path applies; else why not."""
     if problem.constraints:
         return "the problem has general linear constraints"
+    if problem.efficiency:
+        return "the problem has efficiency rules"
     other = non_separable_reason(problem)
     if other:
         return other
     if not problem.concave.all():
         return "some response curves are not concave"
     return None
+
+
+def _problem_and_solver(scenario: Any) -> tuple[CompiledProblem, str, float | None]:
+    """The compiled problem and the solver name and tolerance its plan would use."""
+    from ..compile import compile_scenario
+    from ..plan import Plan
+
+    if isinstance(scenario, CompiledProblem):
+        return scenario, "auto", None
+    if isinstance(scenario, Plan):
+        return scenario.problem, "auto", None
+    sc = as_scenario(scenario)
+    if sc is None:
+        raise TypeError("expected a scenario path, mapping, Scenario, Plan or CompiledProblem; "
+                        f"got {type(scenario).__name__}")
+    return compile_scenario(sc), sc.solver.name, sc.solver.tolerance
 
 
 def budget_frontier(scenario: Any, start: float, stop: float, points: int = 50,
@@ -341,6 +106,7 @@ def budget_frontier(scenario: Any, start: float, stop: float, points: int = 50,
     Parameters
     ----------
     scenario : path, Scenario, mapping, Plan or CompiledProblem
+        Scenarios re-solve with their own ``solver`` settings (name and tolerance).
     start, stop : float
         The budget range (inclusive).
     points : int
@@ -357,11 +123,11 @@ def budget_frontier(scenario: Any, start: float, stop: float, points: int = 50,
     Raises
     ------
     SpecError
-        For a bad range.
+        For a bad range, or ``method='path'`` on a problem the path does not cover.
     InfeasibleError
-        When a budget lies below the sum of the cells' minimum spend.
+        When a budget lies below the sum of the cells' minimum spend, or the rules cannot hold at it.
     """
-    problem = as_problem(scenario)
+    problem, solver_name, tolerance = _problem_and_solver(scenario)
     problems = []
     for name, v in (("from", start), ("to", stop)):
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -385,7 +151,10 @@ def budget_frontier(scenario: Any, start: float, stop: float, points: int = 50,
     S = np.empty((len(B), problem.n))
     lam = np.empty(len(B))
     binds = np.empty(len(B), dtype=bool)
+    how = np.full(len(B), METHOD_PATH, dtype=object)
     events = pd.DataFrame(columns=["budget", "budget_to", "marginal_return", "segment", "task", "event"])
+    from ..solvers import solve
+
     if use_path:
         path = MultiplierPath(problem)
         g = 0
@@ -398,24 +167,24 @@ def budget_frontier(scenario: Any, start: float, stop: float, points: int = 50,
             except NumericalError:
                 # use_all beyond what the curves absorb at any positive multiplier (flat tails):
                 # the solver's rule for the zero-value remainder applies
-                from ..solvers import solve
-
                 res = solve(dataclasses.replace(problem, budget=float(b)), "exact")
                 S[k], lam[k], binds[k] = res.spend, res.marginal_return or 0.0, True
-        events = _events(path, problem, float(B[0]), float(B[-1]))
-        how = "multiplier path"
+                how[k] = f"{METHOD_RESOLVE}:{res.solver}"
+        events = path_events(path, problem, float(B[0]), float(B[-1]))
     else:
-        from ..solvers import solve
-
         logger.info("frontier: re-solving each budget (%s)", why or "asked for")
+        previous = None
         for k, b in enumerate(B):
-            res = solve(dataclasses.replace(problem, budget=float(b)))
+            # the previous budget's plan is a good first incumbent for the global solver's MILP
+            options = problem.options if previous is None else {**problem.options, "warm_start": previous}
+            res = solve(dataclasses.replace(problem, budget=float(b), options=options), solver_name, tolerance)
+            previous = res
             S[k] = res.spend
             binds[k] = float(res.spend.sum()) >= b * (1 - 1e-9)
             lam[k] = res.marginal_return if res.marginal_return is not None else np.nan
-        how = "re-solve"
-    table = frontier_table(problem, B, S, lam, binds)
-    return Frontier(table=table, events=events, spend=S, problem=problem, method=how,
+            how[k] = f"{METHOD_RESOLVE}:{res.solver}"
+    table = frontier_table(problem, B, S, lam, binds, how)
+    return Frontier(table=table, events=events, spend=S, problem=problem, method=", ".join(dict.fromkeys(how)),
                     seconds=time.perf_counter() - t0)
 
 
@@ -426,59 +195,23 @@ def _floor_multiplier(problem: CompiledProblem) -> float:
 
 
 def frontier_table(problem: CompiledProblem, budgets: np.ndarray, S: np.ndarray, lam: np.ndarray,
-                   binds: np.ndarray) -> pd.DataFrame:
-    """Totals per budget from the spend matrix ``S`` (points x cells)."""
-    ev = np.vstack([problem.expected_value(s) for s in S]) if len(S) else np.zeros((0, problem.n))
+                   binds: np.ndarray, method: np.ndarray | str = METHOD_PATH) -> pd.DataFrame:
+    """Totals per budget from the spend matrix ``S`` (points x cells), money by :func:`money_rows`."""
+    # money by task, the totals their sums: every cell's curve is evaluated once per budget
+    by_task = {t: money_rows(problem.subset(sel), S[:, sel]) for t in TASKS if (sel := problem.task == t).any()}
+    money = {k: np.sum([m[k] for m in by_task.values()], axis=0) for k in ("value", "spend", "activation_cost")}
     out = {"budget": budgets, "marginal_return": lam, "budget_binds": binds,
-           "net_value": ev.sum(axis=1) - S.sum(axis=1), "total_value": ev.sum(axis=1), "total_spend": S.sum(axis=1)}
-    for t in TASKS:
-        sel = problem.task == t
-        if sel.any():
-            out[f"spend_{t}"] = S[:, sel].sum(axis=1)
-            out[f"value_{t}"] = ev[:, sel].sum(axis=1)
+           "net_value": money["value"] - money["spend"] - money["activation_cost"], "total_value": money["value"],
+           "total_spend": money["spend"], "activation_cost": money["activation_cost"]}
+    for t, m in by_task.items():
+        out[f"spend_{t}"] = m["spend"]
+        out[f"value_{t}"] = m["value"]
     out["cells_funded"] = (S > problem.lower * (1 + 1e-12) + 1e-9).sum(axis=1)
-    has = ~np.isnan(problem.current_spend)
-    if has.any():
-        from .baseline import baseline_spend
+    from .baseline import baseline_money, has_baseline
 
-        base = problem.net_value(baseline_spend(problem))
+    if has_baseline(problem):
+        base = baseline_money(problem).net_value
         out["baseline_net_value"] = np.full(len(budgets), base)
         out["net_value_gained"] = out["net_value"] - base
+    out["method"] = np.broadcast_to(np.asarray(method, dtype=object), (len(budgets),))
     return pd.DataFrame(out)
-
-
-EVENT_NAMES = {0: "switches_on", 1: "reaches_max", 2: "next_table_point", 3: "switches_on", 4: "reaches_max"}
-
-
-def _events(path: MultiplierPath, problem: CompiledProblem, b_lo: float, b_hi: float) -> pd.DataFrame:
-    """Events whose budget lies in ``[b_lo, b_hi]`` (where the budget binds)."""
-    cols = ["budget", "budget_to", "marginal_return", "segment", "task", "event"]
-    G = len(path.group_end)
-    if G == 0:
-        return pd.DataFrame(columns=cols)
-    lam_stop = 0.0 if problem.use_all else 1.0
-    live = np.flatnonzero(path.group_lam > lam_stop)
-    if path.S_after is not None:
-        after = path.S_after[live]
-    else:
-        # only groups that can be in range are evaluated (S is monotone in the group number)
-        after = np.full(len(live), np.nan)
-        for j, g in enumerate(live):
-            after[j] = path.s_after_group(int(g))
-            if after[j] - path.group_jump[g] > b_hi:
-                break
-    before = after - path.group_jump[live]
-    keep = live[(after >= b_lo) & (before <= b_hi)]
-    if not len(keep):
-        return pd.DataFrame(columns=cols)
-    # expand groups to their events
-    starts = np.r_[0, path.group_end[:-1] + 1]
-    counts = path.group_end[keep] - starts[keep] + 1
-    ev = np.repeat(starts[keep], counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-    grp = np.repeat(keep, counts)
-    s_after = path.S_after[grp] if path.S_after is not None else np.array([path.s_after_group(int(g)) for g in grp])
-    cells = path.ev_cell[ev]
-    names = np.array([EVENT_NAMES[k] for k in range(5)], dtype=object)
-    return pd.DataFrame({"budget": s_after - path.group_jump[grp], "budget_to": s_after,
-                         "marginal_return": path.group_lam[grp], "segment": problem.segment[cells],
-                         "task": problem.task[cells], "event": names[path.ev_type[ev]]}, columns=cols)

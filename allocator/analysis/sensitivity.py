@@ -22,14 +22,14 @@ just switching on, or sits on a kink of a tabulated curve, they are one-sided.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import Problem, SpecError
 from ..optimality import BOUND_LOWER, BOUND_UPPER
+from ..money import money_of
 from ..plan import Plan
 from ..problem import CompiledProblem
 
@@ -100,7 +100,7 @@ def parameter_sensitivities(problem: CompiledProblem, spend: np.ndarray) -> pd.D
     x = spend / problem.pool
     p = problem.response(spend)
     slope = problem.marginal_return(spend, "right") / np.where(problem.value != 0, problem.value, 1.0)
-    net = problem.net_value(spend)
+    net = money_of(problem, spend).net_value
     seg, task = problem.segment, problem.task
     frames = [
         pd.DataFrame({"segment": seg, "task": task, "parameter": "value", "current": problem.value,
@@ -124,39 +124,31 @@ def parameter_sensitivities(problem: CompiledProblem, spend: np.ndarray) -> pd.D
 
 
 def shadow_prices(plan: Plan) -> pd.DataFrame:
-    """Shadow prices of the budget, of binding cell bounds and of general constraints."""
-    problem, s, rep = plan.problem, plan.spend, plan.report
-    lam = rep.marginal_return
+    """Every binding thing of the plan once, with its price (from the plan's one decomposition).
+
+    Columns: ``constraint`` (name), ``kind`` (budget, spend, share, ratio, efficiency.*, lock,
+    min_spend, max_spend, min_active), ``side``, ``shadow_price`` (net value gained per currency
+    unit the thing is relaxed, >= 0; under a target, spend saved), ``d_net_value_d_bound`` (the
+    derivative of the optimal net value with respect to the number in the rule: ``+price`` for an
+    upper end, ``-price`` for a lower end, the signed price of a lock's spend), ``segment``,
+    ``task`` and ``note``. Integer choices (cells switched off, the spend unit) carry no price.
+    """
     rows: list[dict[str, Any]] = []
-    if problem.budget is not None and rep.budget_binds:
-        rows.append({"constraint": "budget", "kind": "budget", "shadow_price": lam - 1.0, "segment": None,
-                     "task": None})
-    left = problem.marginal_return(s, "left")
-    right = problem.marginal_return(s, "right")
-    peak_cap = _curve_caps(problem)
-    for i in np.flatnonzero(rep.bound == BOUND_UPPER):
-        if problem.upper[i] > problem.lower[i] and problem.upper[i] < peak_cap[i] * (1 - 1e-12):
-            rows.append({"constraint": f"max_spend {problem.label(i)}", "kind": "max_spend",
-                         "shadow_price": max(float(left[i] - lam), 0.0), "segment": problem.segment[i],
-                         "task": problem.task[i]})
-    for i in np.flatnonzero(rep.bound == BOUND_LOWER):
-        rows.append({"constraint": f"min_spend {problem.label(i)}", "kind": "min_spend",
-                     "shadow_price": min(float(right[i] - lam), 0.0), "segment": problem.segment[i],
-                     "task": problem.task[i]})
-    binding = getattr(plan.summary, "binding_constraints", None)
-    duals = dict(plan.result.constraint_duals or {})
-    if isinstance(binding, list) and binding:
-        for c in binding:
-            if isinstance(c, dict) and "name" in c:
-                price = c.get("shadow_price", duals.get(c["name"]))
-                rows.append({"constraint": c["name"], "kind": "constraint", "shadow_price": price,
-                             "segment": None, "task": None})
-                duals.pop(c["name"], None)
-    for name, d in duals.items():
-        if abs(d) > 1e-12:
-            rows.append({"constraint": name, "kind": "constraint", "shadow_price": float(d), "segment": None,
-                         "task": None})
-    return pd.DataFrame(rows, columns=["constraint", "kind", "shadow_price", "segment", "task"])
+    for b in plan.summary.binding_constraints:
+        price = b.get("shadow_price")
+        if price is None or b["kind"] in ("activation", "unit"):
+            continue
+        if b["kind"] == "lock":
+            deriv = price if b.get("direction") == "raise" else -price
+        elif b["side"] == "lower":
+            deriv = -price
+        else:
+            deriv = price
+        rows.append({"constraint": b["name"], "kind": b["kind"], "side": b["side"], "shadow_price": price,
+                     "d_net_value_d_bound": deriv, "segment": b.get("segment"), "task": b.get("task"),
+                     "note": b.get("note")})
+    return pd.DataFrame(rows, columns=["constraint", "kind", "side", "shadow_price", "d_net_value_d_bound",
+                                       "segment", "task", "note"])
 
 
 def _curve_caps(problem: CompiledProblem) -> np.ndarray:
@@ -186,82 +178,5 @@ def sensitivity(plan: Plan | Any) -> Sensitivity:
                        shadow_prices=shadow_prices(plan), net_value=float(plan.summary.net_value))
 
 
-@dataclass
-class MoveResult:
-    """What moving ``amount`` from one cell to another does to a plan (no re-solve; plan otherwise held)."""
-
-    amount: float
-    from_cell: tuple[str, str]
-    to_cell: tuple[str, str]
-    net_value_before: float
-    net_value_after: float
-    value_lost: float
-    first_order_estimate: float
-    marginal_return_from: float
-    marginal_return_to: float
-    cells: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if k != "cells"}
-
-
-def _cell_index(problem: CompiledProblem, cell: Any, what: str) -> int:
-    if isinstance(cell, str):
-        parts = cell.replace(":", "/").split("/")
-        cell = tuple(parts) if len(parts) == 2 else (cell,)
-    if not isinstance(cell, (tuple, list)) or len(cell) != 2:
-        raise SpecError(Problem(what, f"name a cell as segment/task; got {cell!r}"))
-    seg, task = map(str, cell)
-    hit = np.flatnonzero((problem.segment == seg) & (problem.task == task))
-    if not len(hit):
-        raise SpecError(Problem(what, f"no cell ({seg}, {task}) in the scenario"))
-    return int(hit[0])
-
-
-def what_if_move(plan: Plan, amount: float, from_cell: Any, to_cell: Any) -> MoveResult:
-    """Move ``amount`` of spend from ``from_cell`` to ``to_cell`` and report the net value lost.
-
-    Parameters
-    ----------
-    plan : Plan
-    amount : float
-        Currency moved (> 0).
-    from_cell, to_cell : (segment, task) or "segment/task"
-
-    Raises
-    ------
-    SpecError
-        When a cell is unknown or the move breaks a cell's bounds (the message says how much can move).
-    """
-    problem, s = plan.problem, plan.spend
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not np.isfinite(amount) or amount <= 0:
-        raise SpecError(Problem("amount", f"must be a positive amount; got {amount!r}"))
-    a = _cell_index(problem, from_cell, "from")
-    b = _cell_index(problem, to_cell, "to")
-    if a == b:
-        raise SpecError(Problem("to", f"must differ from the source cell {problem.label(a)}"))
-    room_a = s[a] - problem.lower[a]
-    room_b = problem.upper[b] - s[b]
-    problems = []
-    if amount > room_a * (1 + 1e-12) + 1e-9:
-        problems.append(Problem("amount", f"cell {problem.label(a)} spends {s[a]:,.2f} with min_spend "
-                                          f"{problem.lower[a]:,.2f}: at most {room_a:,.2f} can move out; got {amount:,.2f}"))
-    if amount > room_b * (1 + 1e-12) + 1e-9:
-        problems.append(Problem("amount", f"cell {problem.label(b)} spends {s[b]:,.2f} with max spend "
-                                          f"{problem.upper[b]:,.2f}: at most {room_b:,.2f} can move in; got {amount:,.2f}"))
-    if problems:
-        raise SpecError(problems)
-    new = s.copy()
-    new[a] -= amount
-    new[b] += amount
-    before, after = problem.net_value(s), problem.net_value(new)
-    ev0, ev1 = problem.expected_value(s), problem.expected_value(new)
-    ma = float(problem.marginal_return(s, "left")[a])
-    mb = float(problem.marginal_return(s, "right")[b])
-    cells = pd.DataFrame({"segment": problem.segment[[a, b]], "task": problem.task[[a, b]],
-                          "spend_before": s[[a, b]], "spend_after": new[[a, b]],
-                          "value_before": ev0[[a, b]], "value_after": ev1[[a, b]]})
-    return MoveResult(amount=float(amount), from_cell=(str(problem.segment[a]), str(problem.task[a])),
-                      to_cell=(str(problem.segment[b]), str(problem.task[b])), net_value_before=before,
-                      net_value_after=after, value_lost=before - after, first_order_estimate=amount * (ma - mb),
-                      marginal_return_from=ma, marginal_return_to=mb, cells=cells)
+# the what-if of a move lives with the rules it must keep; re-exported here for older imports
+from .whatif import InfeasibleMoveError, MoveResult, what_if_move  # noqa: E402,F401

@@ -24,13 +24,27 @@ from ..errors import AllocatorError, InfeasibleError, SpecError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE, EXIT_SOLVER = 0, 1, 2, 3, 4
 
-COMMAND_MODULES = ["plan_cmd", "calibrate_cmd", "sweep_cmd", "analysis_cmd"]
+COMMAND_MODULES = ["plan_cmd", "calibrate_cmd", "sweep_cmd", "analysis_cmd", "report_cmd", "compare_cmd"]
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own ``__version__`` in a bare source tree."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("allocator")
+    except importlib.metadata.PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="allocator",
         description="Allocate marketing spend across acquisition, retention and win-back with certified optimality.")
+    parser.add_argument("--version", action="version", version=f"allocator {version()}",
+                        help="print the installed version and exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -47,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    _show_progress(quiet=bool(getattr(args, "quiet", False)))
     try:
         return int(args.handler(args) or 0)
     except SpecError as exc:
@@ -70,6 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"internal error: {type(exc).__name__}: {exc}\n(run with --debug for the traceback and "
               f"please report it)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _show_progress(quiet: bool) -> None:
+    """Long solves report progress lines (round, bound, gap, elapsed) on stderr, never on stdout."""
+    progress = logging.getLogger("allocator.progress")
+    progress.propagate = False
+    for h in list(progress.handlers):
+        progress.removeHandler(h)
+    if quiet:
+        progress.setLevel(logging.WARNING)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
 
 
 if __name__ == "__main__":  # pragma: no cover

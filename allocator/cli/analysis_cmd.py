@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -39,25 +40,39 @@ def register(sub) -> None:
 
     w = sub.add_parser("whatif", help="move spend between two cells of the optimal plan: value lost",
                        description="Solve the scenario, move AMOUNT from one cell to another, and report the "
-                                   "net value lost (exact) beside its first-order estimate.")
+                                   "net value lost (exact) beside its first-order estimate. A move that breaks "
+                                   "a rule (budgets, shares, ratios, spend and efficiency rules, locks, "
+                                   "minimum-if-active spends, the spend unit, cell bounds) is refused with "
+                                   "exit code 3, naming the rules; --resolve re-optimizes the other cells "
+                                   "with the move forced instead.")
     w.add_argument("scenario")
     w.add_argument("--move", type=float, required=True, metavar="AMOUNT")
     w.add_argument("--from", dest="from_cell", required=True, metavar="SEGMENT/TASK")
     w.add_argument("--to", dest="to_cell", required=True, metavar="SEGMENT/TASK")
-    w.add_argument("--json", action="store_true", help="print JSON")
+    w.add_argument("--resolve", action="store_true",
+                   help="fix the two cells at their moved spends and re-optimize the other cells")
+    w.add_argument("--json", action="store_true", help="print JSON only (a refused move too, with exit code 3)")
     w.set_defaults(handler=run_whatif)
 
     u = sub.add_parser("uncertainty", help="plans across parameter samples: risk-neutral vs robust",
                        description="Draw parameters (the model's samples and/or the scenario's "
                                    "`uncertainty.distributions`), optimize the expected value and a risk "
-                                   "measure, and compare them with the nominal plan and the baseline. "
-                                   "Writes DIR/risk.csv (one row per plan) and DIR/risk_plans.csv.")
+                                   "measure with a certified gap (S-shaped curves, tables, spend units and "
+                                   "minimum-if-active rules included), and compare them with the nominal plan, "
+                                   "the baseline and any --plan. Writes DIR/risk.csv (one row per plan) and "
+                                   "DIR/risk_plans.csv; a refused optimization (hurdle/target objective, "
+                                   "efficiency rules) still writes the evaluated plans, then exits 4.")
     u.add_argument("scenario")
-    u.add_argument("--samples", type=int, help="number of draws from distributions (default: scenario, else 1000)")
+    u.add_argument("--samples", type=int, help="number of draws from distributions (default: scenario, else 1000); "
+                                               "with a model's draws, its first N")
     u.add_argument("--seed", type=int, help="random seed (default: scenario's)")
     u.add_argument("--alpha", type=float, help="tail share for CVaR and the quantile (default: scenario, else 0.1)")
     u.add_argument("--objective", choices=("mean", "cvar", "quantile"), help="robust plan's measure (default cvar)")
     u.add_argument("--tolerance", type=float, default=1e-6, help="relative optimality gap (default 1e-6)")
+    u.add_argument("--plan", dest="plan_files", action="append", default=[], metavar="CSV",
+                   help="also evaluate this plan (columns segment, task, spend, e.g. a plan.csv); repeatable")
+    u.add_argument("--evaluate-only", action="store_true",
+                   help="evaluate the baseline, nominal and --plan plans on every sample; optimize nothing")
     u.add_argument("--out", metavar="DIR", help="output folder (default: out/<scenario name>/)")
     u.add_argument("--quiet", action="store_true")
     u.set_defaults(handler=run_uncertainty)
@@ -83,8 +98,9 @@ def run_frontier(args) -> int:
     files = atomic_write_texts({out / "frontier.csv": fr.table.to_csv(index=False, float_format=FLOAT),
                                 out / "frontier_events.csv": fr.events.to_csv(index=False, float_format=FLOAT)})
     if not args.quiet:
-        cols = [c for c in ("budget", "marginal_return", "net_value", "total_value", "spend_acquisition",
-                            "spend_retention", "spend_winback", "cells_funded", "net_value_gained") if c in fr.table]
+        cols = [c for c in ("budget", "marginal_return", "net_value", "total_value", "activation_cost",
+                            "spend_acquisition", "spend_retention", "spend_winback", "cells_funded",
+                            "net_value_gained") if c in fr.table and (c != "activation_cost" or fr.table[c].any())]
         print(f"frontier of '{sc.name}': {len(fr.table)} budgets by {fr.method} in {fr.seconds:.3f} s")
         t = fr.table[cols]
         print(_fmt(t if len(t) <= 25 else t.iloc[:: max(1, len(t) // 20)]))
@@ -116,34 +132,91 @@ def run_sensitivity(args) -> int:
 
 def run_whatif(args) -> int:
     from .. import plan as solve_plan
-    from ..analysis.sensitivity import what_if_move
+    from ..analysis.whatif import InfeasibleMoveError, what_if_move
 
-    res = what_if_move(solve_plan(args.scenario), args.move, args.from_cell, args.to_cell)
+    plan = solve_plan(args.scenario)
+    try:
+        res = what_if_move(plan, args.move, args.from_cell, args.to_cell, resolve=args.resolve)
+    except InfeasibleMoveError as exc:
+        if not args.json:
+            raise
+        # machine readers get the refusal as JSON too; the message still goes to stderr
+        print(json.dumps({"status": "refused", "message": str(exc).splitlines()[0],
+                          "rules_broken": [vars(b) for b in exc.broken]}, indent=2, allow_nan=False))
+        print(f"error: {exc}", file=sys.stderr)
+        from . import EXIT_INFEASIBLE
+
+        return EXIT_INFEASIBLE
     if args.json:
-        print(json.dumps(res.to_dict(), indent=2))
+        print(json.dumps(res.to_dict(), indent=2, allow_nan=False))
         return 0
     (fs, ft), (ts, tt) = res.from_cell, res.to_cell
     print(f"moving {res.amount:,.2f} from ({fs}, {ft}) to ({ts}, {tt}):")
+    if res.status == "resolved":
+        print(f"  re-solved: the two cells fixed at their moved spends, the other cells re-optimized "
+              f"({res.solver}, gap {res.optimality_gap or 0.0:.1e})" + (f"; {res.note}" if res.note else ""))
+        for text in res.rules_broken:
+            print(f"  the plain move would break: {text}")
+    else:
+        print("  every rule holds; the other cells are held")
     print(f"  net value {res.net_value_before:,.2f} -> {res.net_value_after:,.2f}: "
           f"{'loses' if res.value_lost >= 0 else 'gains'} {abs(res.value_lost):,.2f}")
     print(f"  marginal returns: {res.marginal_return_from:.6g} (from) vs {res.marginal_return_to:.6g} (to); "
           f"first-order estimate of the loss {res.first_order_estimate:,.2f}")
-    print(_fmt(res.cells))
+    act = ["activation_cost_before", "activation_cost_after"]
+    print(_fmt(res.cells if res.cells[act].to_numpy().any() else res.cells.drop(columns=act)))
     return 0
 
 
+def _read_plan(path: str, problem) -> "np.ndarray":
+    """Spend per cell from a CSV with columns segment, task and spend (or plan_spend); unknown cells are errors."""
+    import numpy as np
+
+    from ..errors import Problem, SpecError
+
+    df = pd.read_csv(path)
+    col = next((c for c in ("spend", "plan_spend") if c in df.columns), None)
+    if col is None or not {"segment", "task"} <= set(df.columns):
+        raise SpecError(Problem("--plan", f"{path} needs columns segment, task and spend; got {', '.join(df.columns)}"))
+    where = {(str(a), str(b)): i for i, (a, b) in enumerate(zip(problem.segment, problem.task))}
+    spend = np.full(problem.n, np.nan)
+    problems = []
+    for seg, task, val in zip(df["segment"].astype(str), df["task"].astype(str), df[col]):
+        i = where.get((seg, task))
+        if i is None:
+            problems.append(Problem("--plan", f"{path}: no such cell in the scenario", f"({seg}, {task})"))
+        else:
+            spend[i] = float(val)
+    missing = [problem.label(i) for i in np.flatnonzero(np.isnan(spend))]
+    if missing:
+        problems.append(Problem("--plan", f"{path}: no spend for cell(s) {', '.join(missing[:10])}"))
+    if problems:
+        raise SpecError(problems)
+    return spend
+
+
 def run_uncertainty(args) -> int:
+    import sys
+
     from ..analysis.uncertainty import compare_risk, draw_samples
+    from ..compile import compile_scenario
     from ..errors import Problem, SpecError
     from ..spec import load_scenario
+    from . import EXIT_SOLVER
 
     if args.alpha is not None and not (0 < args.alpha <= 1):
         raise SpecError(Problem("--alpha", f"must be in (0, 1]; got {args.alpha:g}"))
     if args.samples is not None and args.samples < 2:
         raise SpecError(Problem("--samples", f"must be >= 2; got {args.samples}"))
     sc = load_scenario(args.scenario)
+    prob = compile_scenario(sc)
+    given = {Path(f).stem if len(args.plan_files) == 1 else f"{Path(f).stem}_{k}": _read_plan(f, prob)
+             for k, f in enumerate(args.plan_files)}
     samples = draw_samples(sc, count=args.samples, seed=args.seed)
-    cmp = compare_risk(sc, samples, objective=args.objective, alpha=args.alpha, tolerance=args.tolerance)
+    # a refused optimization still leaves the evaluated plans (baseline, nominal, --plan) to write
+    cmp = compare_risk(sc, samples, objective=args.objective, alpha=args.alpha, tolerance=args.tolerance,
+                       plans={f"given_{k}": v for k, v in given.items()}, optimize=not args.evaluate_only,
+                       on_refusal="skip")
     out = _out(args, sc.name)
     files = atomic_write_texts({out / "risk.csv": cmp.table.to_csv(index=False, float_format=FLOAT),
                                 out / "risk_plans.csv": cmp.plans.to_csv(index=False, float_format=FLOAT)})
@@ -156,4 +229,9 @@ def run_uncertainty(args) -> int:
             print(f"{name}: {rp.objective} = {rp.value:,.2f} (certified gap {gap}, {rp.rounds} rounds, "
                   f"{rp.seconds:.2f} s){extra}")
         print("wrote " + ", ".join(str(p) for p in files))
+    if cmp.refused:
+        for name, why in cmp.refused.items():
+            print(f"error: {name} not optimized: {why}", file=sys.stderr)
+        print(f"(risk.csv holds the evaluated plans: {', '.join(cmp.risk)})", file=sys.stderr)
+        return EXIT_SOLVER
     return 0

@@ -4,7 +4,12 @@ Every subcommand validates its inputs (errors name the column and the row, exit
 code 2, nothing written), calibrates, validates the model exactly as a scenario
 referencing it would, and writes it atomically to ``--out`` (default
 ``models/<name>.yaml``). ``--add-to MODEL`` adds the new cells to an existing
-model instead (e.g. a retention fit after an acquisition fit from the same data).
+model instead (e.g. a retention fit after an acquisition fit from the same data),
+written to ``--out`` or, with ``--force``, back to MODEL.
+
+An existing file is never replaced without ``--force``: model files are tracked
+and referenced by scenarios, so a calibration run to look at a fit must not
+silently change the plans of every scenario using the model.
 """
 
 from __future__ import annotations
@@ -104,8 +109,11 @@ def _common(p, bootstrap: bool) -> None:
     p.add_argument("--name", help="model name (default: from the judgments or the input file)")
     p.add_argument("--description")
     p.add_argument("--currency")
-    p.add_argument("--out", metavar="PATH", help="model file to write (default: models/<name>.yaml)")
-    p.add_argument("--add-to", metavar="MODEL", help="add the cells to this existing model file")
+    p.add_argument("--out", metavar="PATH", help="model file to write (default: models/<name>.yaml); "
+                                                 "an existing file is replaced only with --force")
+    p.add_argument("--add-to", metavar="MODEL", help="add the cells to this existing model file; the result goes "
+                                                     "to --out, or back to MODEL with --force")
+    p.add_argument("--force", action="store_true", help="replace an existing model file")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     if bootstrap:
         p.add_argument("--bootstrap", type=int, default=200, help="bootstrap draws stored as samples (0: none)")
@@ -129,7 +137,8 @@ def _command(args) -> str:
     """The command line that reproduces this calibration (for the provenance)."""
     parts = ["allocator", "calibrate", args.source]
     for action in args._parser._actions:
-        if action.dest in ("help",) or not hasattr(args, action.dest):
+        # --force says what may be replaced, not how the model is made: it is left out
+        if action.dest in ("help", "force") or not hasattr(args, action.dest):
             continue
         v = getattr(args, action.dest)
         if not action.option_strings:
@@ -150,15 +159,39 @@ def _write(args, cells, name, method, inputs, settings, extra=None, segment_info
     from ..calibration.model_file import build_model, merge_models, provenance, write_model
     from ..spec.loader import read_mapping
 
+    out = _target(args, name)
     prov = provenance(method, inputs, _command(args), settings)
     data = build_model(cells, name, args.description or description, args.currency or currency, prov,
                        segment_info, extra, getattr(args, "seed", None), samples_method)
     if args.add_to:
         data = merge_models(read_mapping(args.add_to), data)
-        out = Path(args.out or args.add_to)
-    else:
-        out = Path(args.out) if args.out else Path("models") / f"{name}.yaml"
     return write_model(data, out)
+
+
+def _target(args, name: str) -> Path:
+    """The model file this run may write; refuses to replace an existing file without ``--force``.
+
+    Called before fitting too, so a refused run fails in a second rather than after the bootstrap.
+
+    Raises
+    ------
+    SpecError
+        When the target exists and ``--force`` is not given (exit code 2, nothing written).
+    """
+    if args.add_to and not Path(args.add_to).is_file():
+        raise SpecError(Problem("--add-to", f"no such model file: {args.add_to}"))
+    if args.out:
+        out, field = Path(args.out), "--out"
+    elif args.add_to:
+        out, field = Path(args.add_to), "--add-to"
+    else:
+        out, field = Path("models") / f"{name}.yaml", "output"
+    if out.exists() and not args.force:
+        what = ("adding cells to it would replace it" if field == "--add-to"
+                else "calibrate does not replace existing model files")
+        raise SpecError(Problem(field, f"{out} already exists and {what}; pass --force to overwrite it, "
+                                       f"or --out PATH to write a new file"))
+    return out
 
 
 def _fmt(v) -> str:
@@ -207,8 +240,9 @@ def run_records(args) -> int:
                        value_column=args.value_column, value_stat=args.value_stat, pool=args.pool,
                        fixed=_fixed(args.fix), folds=args.folds, bins=args.bins, bootstrap=args.bootstrap,
                        seed=args.seed)
-    cells = fit_records(df, spec, source=args.file)
     name = args.name or Path(args.file).stem
+    _target(args, name)
+    cells = fit_records(df, spec, source=args.file)
     path = _write(args, cells, name, f"maximum likelihood ({args.family}) from individual records",
                   [input_record(args.file, len(df))], {k: v for k, v in vars(spec).items()})
     _report_fits(args, cells, path)
@@ -233,8 +267,9 @@ def run_aggregates(args) -> int:
                           successes=args.successes, value=args.value, family=args.family, segment=args.segment,
                           segment_name=args.segment_name, pool=args.pool, fixed=_fixed(args.fix),
                           folds=args.folds, bootstrap=args.bootstrap, seed=args.seed)
-    cells = fit_aggregates(df, spec, source=args.file)
     name = args.name or Path(args.file).stem
+    _target(args, name)
+    cells = fit_aggregates(df, spec, source=args.file)
     path = _write(args, cells, name, f"maximum likelihood ({args.family}) from aggregates",
                   [input_record(args.file, len(df))], dict(vars(spec)), samples_method="parametric bootstrap")
     _report_fits(args, cells, path)
@@ -247,8 +282,9 @@ def run_judgment(args) -> int:
     from ..calibration.model_file import input_record
 
     jf = load_judgments(args.file)
-    cells, info = cells_from_judgments(jf)
     name = args.name or jf.name or Path(args.file).stem
+    _target(args, name)
+    cells, info = cells_from_judgments(jf)
     path = _write(args, cells, name, "stated judgments: two-point (Blattberg-Deighton) and four-point "
                                      "(Little ADBUDG) closed forms", [input_record(args.file)], {},
                   segment_info=info, description=jf.description, currency=jf.currency)
@@ -267,6 +303,7 @@ def run_transactions(args) -> int:
                                             segment_economics)
 
     jf = load_judgments(args.judgments)
+    _target(args, args.name or jf.name or Path(args.file).stem)
     spec = TransactionsSpec(customer=args.customer, date=args.date, amount=args.amount,
                             date_format=args.date_format, period_months=args.period_months,
                             margin_rate=args.margin_rate, discount=args.discount, active_days=args.active_days,
@@ -318,6 +355,7 @@ def run_cohorts(args) -> int:
     from ..calibration.tables import read_table
 
     jf = load_judgments(args.judgments)
+    _target(args, args.name or jf.name or Path(args.file).stem)
     df = read_table(args.file)
     groups = load_cohorts(df, args.recency, args.periods, args.cohort, source=args.file)
     fits = {k: fit_sbg(r, t, k) for k, (r, t) in groups.items()}

@@ -10,9 +10,10 @@ others are validated by the workers, and an invalid one stops the sweep with an 
 the two tables are written atomically:
 
 * ``cells.csv``: one row per (variant, cell): scenario id, varied parameters, segment, task,
-  spend, value, marginal return, net value, bound (and current spend where given);
-* ``summary.csv``: one row per variant: status, totals, common marginal return, spend and value
-  by task, the baseline's net value and the gain over it.
+  spend, value, marginal return, activation cost, net value (value - spend - activation cost),
+  bound (and current spend where given);
+* ``summary.csv``: one row per variant: status, totals (net value, value, spend, activation cost),
+  common marginal return, spend and value by task, the baseline's net value and the gain over it.
 
 Rows are ordered by variant id, not by finishing order, so every executor gives the same tables.
 """
@@ -44,7 +45,10 @@ from .variants import Variant, base_mapping, expand_variants, param_value, varia
 logger = logging.getLogger(__name__)
 
 RESULTS_LOG = "results.jsonl"
-CELL_COLUMNS = ["segment", "task", "spend", "value", "marginal_return", "net_value", "bound"]
+CELL_COLUMNS = ["segment", "task", "spend", "value", "marginal_return", "activation_cost", "net_value", "bound"]
+#: bumped when the figures a record holds change meaning, so older records in a results log are re-run
+#: (2: net values net of activation costs; the baseline over all cells)
+RECORD_VERSION = 2
 
 
 # ---------------------------------------------------------------- the work done per variant (in workers)
@@ -52,19 +56,27 @@ CELL_COLUMNS = ["segment", "task", "spend", "value", "marginal_return", "net_val
 def summarize(problem: Any, result: Any) -> tuple[str, dict[str, Any], dict[str, list]]:
     """Status, summary row and cell columns of a solved variant (numpy only: sweeps run thousands).
 
-    The figures are those of :func:`allocator.plan.build_plan` (same optimality check, same baseline
-    definition: cells with a current spend, compared like with like).
+    Money comes from :func:`allocator.money.money_of` (``net_value = total_value - total_spend -
+    activation_cost``, per cell and in total), and the baseline is the one of the plan summary
+    (:mod:`allocator.analysis.baseline`: current spend where given, the lower bound elsewhere, over
+    all cells, activation costs included), so a sweep row shows the figures of the variant's plan.
     """
+    from ..analysis.baseline import baseline_money, baseline_spend, has_baseline
+    from ..money import activation_per_cell, money_of
     from ..optimality import check_optimality
 
     s = result.spend
     rep = check_optimality(problem, s, rtol=max(1e-6, float(result.info.get("kkt_tolerance", 0.0))))
     ev = problem.expected_value(s)
+    act = activation_per_cell(problem, s)
+    money = money_of(problem, s)
     lam = rep.marginal_return
     summary: dict[str, Any] = {
-        "net_value": float(ev.sum() - s.sum()), "total_value": float(ev.sum()), "total_spend": float(s.sum()),
+        "net_value": money.net_value, "total_value": money.value, "total_spend": money.spend,
+        "activation_cost": money.activation_cost,
         "budget": problem.budget, "marginal_return": lam, "budget_binds": bool(rep.budget_binds),
-        "budget_shadow_price": (lam - 1.0) if rep.budget_binds else 0.0,
+        # the plan summary's figure: the shared check's price of the total budget
+        "budget_shadow_price": abs(rep.shadow_prices.get("budget.total", 0.0)) if rep.budget_binds else 0.0,
         "kkt_max_deviation": rep.kkt_max_deviation, "optimality_gap": result.optimality_gap, "solver": result.solver,
     }
     for task in TASKS:
@@ -73,22 +85,21 @@ def summarize(problem: Any, result: Any) -> tuple[str, dict[str, Any], dict[str,
         summary[f"value_{task}"] = float(ev[sel].sum())
     cells = {"segment": [str(v) for v in problem.segment], "task": [str(v) for v in problem.task],
              "spend": s.tolist(), "value": ev.tolist(), "marginal_return": problem.marginal_return(s).tolist(),
-             "net_value": (ev - s).tolist(), "bound": [str(v) for v in rep.bound]}
-    has = ~np.isnan(problem.current_spend)
-    if has.any():
-        cur = problem.current_spend[has]
-        cur_ev = problem.expected_value(np.where(has, problem.current_spend, 0.0))[has]
-        base_net = float(cur_ev.sum() - cur.sum())
+             "activation_cost": act.tolist(), "net_value": (ev - s - act).tolist(),
+             "bound": [str(v) for v in rep.bound]}
+    if has_baseline(problem):
+        base_net = baseline_money(problem).net_value
         summary["baseline_net_value"] = base_net
-        summary["net_value_gained"] = float(ev[has].sum() - s[has].sum()) - base_net
-        change = s[has] - cur
-        where = np.flatnonzero(has)
+        summary["net_value_gained"] = money.net_value - base_net
+        change = s - baseline_spend(problem)
         for col, k, sign in (("largest_increase", int(np.argmax(change)), 1), ("largest_cut", int(np.argmin(change)), -1)):
-            i = where[k]
-            summary[col] = (f"{problem.segment[i]}/{problem.task[i]} {change[k]:+,.0f}"
+            summary[col] = (f"{problem.segment[k]}/{problem.task[k]} {change[k]:+,.0f}"
                             if sign * change[k] > 0 else "")
         cells["current_spend"] = problem.current_spend.tolist()
-    return ("optimal" if rep.ok else "suboptimal"), summary, cells
+    # as in the plan summary: the solver's own termination (a time limit) first, then the check
+    term = getattr(result, "termination", None)
+    status = str(term) if term not in ("optimal", "", None) else ("optimal" if rep.ok else "suboptimal")
+    return status, summary, cells
 
 
 def solve_variant(vid: str, fp: str, base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,7 +284,7 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path | None = None, executor
     out_dir = Path(out) if out is not None else Path("out") / f"{sweep.name}-sweep"
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / RESULTS_LOG
-    base_hash = fingerprint_of(base)
+    base_hash = fingerprint_of(base, f"v{RECORD_VERSION}:")
     prints = {v.id: fingerprint_of(v.overrides, base_hash) for v in sweep.variants}
     done: dict[str, dict[str, Any]] = {}
     if not restart:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from ..errors import SolverUnavailableError
+from ..errors import NumericalError, SolverUnavailableError
 from ..problem import CompiledProblem
 from .base import SolveResult, Solver, check_bounds_feasible
+from .dual_rules import DualSolver
 from .exact import ExactSolver
 from .global_milp import GlobalSolver
 from .pyomo_highs import PyomoHighsSolver
 
-SOLVERS: dict[str, Solver] = {s.name: s for s in (ExactSolver(), PyomoHighsSolver(), GlobalSolver())}
+SOLVERS: dict[str, Solver] = {s.name: s for s in (ExactSolver(), PyomoHighsSolver(), DualSolver(), GlobalSolver())}
 AUTO = "auto"
 # the automatic choice, fastest first: concave problems with one budget and no integer
-# features go to the exact multiplier solver, everything else to the global MILP
-AUTO_ORDER = ("exact", "global")
+# features go to the exact multiplier solver; concave problems with rules (linear or
+# average-efficiency) to the dual method, which falls back to the global MILP when it
+# cannot certify its tolerance; everything else to the global MILP
+AUTO_ORDER = ("exact", "dual", "global")
 
 
 def choose_solver(problem: CompiledProblem) -> Solver:
@@ -39,6 +42,13 @@ def solve(problem: CompiledProblem, solver: str = AUTO, tolerance: float | None 
     """
     if solver == AUTO:
         backend = choose_solver(problem)
+        if backend.name == "dual" and SOLVERS["global"].can_solve(problem) is None:
+            # the dual route must certify its tolerance; otherwise the global MILP answers
+            try:
+                result = backend.solve(problem, tolerance)
+            except NumericalError:
+                return SOLVERS["global"].solve(problem, tolerance)
+            return result if result.termination == "optimal" else SOLVERS["global"].solve(problem, tolerance)
     else:
         if solver not in SOLVERS:
             raise SolverUnavailableError(f"unknown solver '{solver}'; known: {', '.join([AUTO, *SOLVERS])}")

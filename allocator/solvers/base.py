@@ -28,7 +28,9 @@ class SolveResult:
     solver : str
         Name of the backend that produced it.
     termination : str
-        ``optimal`` (within ``optimality_gap``).
+        ``optimal`` (within ``optimality_gap``), ``time_limit`` (the best plan found when
+        ``solver.time_limit`` ran out, with its certified gap) or ``gap_limit`` (the global
+        solver's round limit reached before the tolerance; the gap says how far).
     marginal_return : float or None
         The common marginal return (the budget multiplier) the solver found.
     optimality_gap : float
@@ -80,7 +82,8 @@ class Solver:
         eff = getattr(problem, "efficiency", ())
         if not self.handles_efficiency and eff:
             names = ", ".join(e.name for e in eff[:5])
-            return f"solver '{self.name}' does not handle efficiency rules ({names}); use solver 'global'"
+            hint = "" if self.name == "global" else "; use solver 'dual' (concave curves)"
+            return f"solver '{self.name}' does not handle efficiency rules ({names}){hint}"
         integer = getattr(problem, "integer_features", [])
         if not self.handles_integer and integer:
             return (f"solver '{self.name}' does not handle integer features ({', '.join(integer)}); "

@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import InfeasibleError, NumericalError, SolverUnavailableError
 from ..problem import CompiledProblem
 from .base import SolveResult, Solver, check_bounds_feasible
+from .highs_quiet import absorb_banner
 
 logger = logging.getLogger(__name__)
 INITIAL_TANGENTS = 8
@@ -156,6 +157,11 @@ class PyomoHighsSolver(Solver):
         for i in range(n):
             if width[i] > 0 and not tangents[i]:
                 add_cuts(np.array([hi[i]]), np.array([i]))
+
+        # Pyomo builds its own highspy objects; it captured their output in our runs (pyomo 6.10),
+        # but spending HiGHS's once-per-process stdout banner here first keeps it so whatever
+        # Pyomo does (see .highs_quiet)
+        absorb_banner()
 
         def fresh_highs() -> Highs:
             # a new instance per round: pyomo's persistent HiGHS interface loses track of

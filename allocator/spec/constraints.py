@@ -12,6 +12,8 @@ ratio      spend(numerator) / spend(denominator) between ``min`` and ``max``
 lock       every selected cell spends exactly ``spend`` (or its current spend)
 min_active every selected cell spends 0 or at least ``spend``; optional fixed
            ``activation_cost`` per cell that runs
+efficiency the group's average return: value / spend >= ``min_roi``, or
+           spend / expected successes <= ``max_cost_per_success``
 ========== ==================================================================
 
 Groups are chosen with a :class:`Selector` by task, segment id and segment tag;
@@ -98,8 +100,25 @@ class MinActiveConstraint(_Named):
     activation_cost: float = Field(default=0.0, ge=0.0, description="fixed cost of running a cell")
 
 
+class EfficiencyConstraint(_Named):
+    """An average-efficiency rule over a group: give exactly one of ``min_roi`` and ``max_cost_per_success``.
+
+    Written as a constraint that is concave in spend for concave curves, so it keeps such
+    problems convex: ``value(G) - min_roi * spend(G) >= 0`` or
+    ``max_cost_per_success * successes(G) - spend(G) >= 0``. A group that spends nothing
+    satisfies it (its average is undefined; the constraint form is what is enforced).
+    """
+
+    type: Literal["efficiency"]
+    select: Selector = Field(default_factory=Selector)
+    min_roi: float | None = Field(default=None, gt=0.0,
+                                  description="least expected value of the group per currency unit it spends")
+    max_cost_per_success: float | None = Field(default=None, gt=0.0,
+                                               description="most spend of the group per expected success")
+
+
 Constraint = Annotated[Union[SpendConstraint, ShareConstraint, RatioConstraint, LockConstraint,
-                             MinActiveConstraint], Field(discriminator="type")]
+                             MinActiveConstraint, EfficiencyConstraint], Field(discriminator="type")]
 
 
 class NamedBudget(_Strict):
@@ -135,6 +154,7 @@ class HurdleObjective(_Strict):
 
 Objective = Annotated[Union[NetValueObjective, TargetObjective, HurdleObjective], Field(discriminator="type")]
 
-__all__ = ["Constraint", "HurdleObjective", "LockConstraint", "MinActiveConstraint", "NamedBudget",
+__all__ = ["Constraint", "EfficiencyConstraint",
+           "HurdleObjective", "LockConstraint", "MinActiveConstraint", "NamedBudget",
            "NetValueObjective", "Objective", "RatioConstraint", "Selector", "ShareConstraint",
            "SpendConstraint", "TargetObjective"]

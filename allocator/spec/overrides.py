@@ -136,17 +136,24 @@ def apply_override(data: dict[str, Any], path: str, value: Any) -> int:
     return hits
 
 
-def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A deep copy of ``data`` with every override applied, in order; all problems reported together."""
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | None,
+                    problems: list[Problem] | None = None) -> dict[str, Any]:
+    """A deep copy of ``data`` with every override applied, in order; all problems reported together.
+
+    With a ``problems`` list, failing overrides are recorded there and skipped (the caller goes
+    on checking the rest of the scenario) instead of raising.
+    """
     # plain data (what YAML gives): a pickle round trip is a deep copy ~10x faster than copy.deepcopy
     out = pickle.loads(pickle.dumps(dict(data), protocol=pickle.HIGHEST_PROTOCOL))
-    problems: list[Problem] = []
+    collect = problems is not None
+    problems = [] if problems is None else problems
+    start = len(problems)
     for path, value in (overrides or {}).items():
         try:
             apply_override(out, path, value)
         except SpecError as exc:
             problems.extend(exc.problems)
-    if problems:
+    if not collect and len(problems) > start:
         raise SpecError(problems)
     return out
 

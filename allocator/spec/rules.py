@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from ..curves import FAMILIES
 from ..errors import Problem
 from .models import Scenario
@@ -14,6 +18,8 @@ def cell_name(segment: str, task: str) -> str:
 def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) -> list[Problem]:
     """Return every rule the (schema-valid) scenario breaks; empty when it is sound."""
     problems: list[Problem] = []
+    if solver_names is not None and sc.solver.name not in solver_names:
+        problems.append(Problem("solver.name", f"unknown solver '{sc.solver.name}'; known: {', '.join(solver_names)}"))
     if sc.segments is None:
         problems.append(Problem("segments", "the scenario has neither `segments` nor a `model` file"))
         return problems
@@ -47,6 +53,114 @@ def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) ->
     from ..constraints import check_constraints  # late import: the compiler imports this package
 
     problems.extend(check_constraints(sc))
-    if solver_names is not None and sc.solver.name not in solver_names:
-        problems.append(Problem("solver.name", f"unknown solver '{sc.solver.name}'; known: {', '.join(solver_names)}"))
     return problems
+
+
+# ---------------------------------------------------------------- conflicts visible without solving
+
+@dataclass(frozen=True)
+class Conflict:
+    """Rules that cannot hold together, found from the bounds alone (no solve).
+
+    ``members`` are written like the solver's irreducible sets (``budget.total: total spend <= 1,000``)
+    and form an irreducible set themselves: dropping any one makes the rest feasible.
+    """
+
+    kind: str  # "lock" (a lock against its cell's bounds) or "cap" (floors above a cap)
+    headline: str
+    members: tuple[str, ...]
+    field: str
+    cell: str | None = None
+    detail: str = ""
+
+    def as_problem(self) -> Problem:
+        """One line for an input-error listing: field, cell, and the rule it conflicts with."""
+        return Problem(self.field, f"infeasible (found before solving): {self.detail or '; '.join(self.members)}",
+                       self.cell)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.6g}"
+
+
+def precheck_conflicts(sc: Scenario, caps: bool = True) -> list[Conflict]:
+    """Conflicts between cell bounds, locks and caps that need no solver.
+
+    * a lock outside its cell's ``min_spend``/``max_spend`` or off the spend unit;
+    * with ``caps``, cell floors (``min_spend``, or the lock) of a group summing above a cap on
+      the group: ``budget.total``, a named budget, or a ``spend`` rule's ``max``. Each is reported
+      with the fewest largest floors that exceed the cap, so the set is irreducible.
+
+    The solver's conflict search (:mod:`allocator.infeasibility`) finds every other kind; this
+    check runs early so that ``validate`` and input errors can list these too. Selectors naming
+    unknown segments or tags simply select nothing here (they are input problems of their own).
+    """
+    from ..constraints import CellLabels, select  # late import: the compiler imports this package
+    from .constraints import LockConstraint, SpendConstraint
+
+    locks = [c for c in sc.constraints if isinstance(c, LockConstraint)]
+    if not sc.segments or not (locks or caps):
+        return []
+    cells = CellLabels.from_scenario(sc)
+    specs = [c for s in sc.segments for c in s.tasks.values()]
+    n = len(specs)
+
+    def name(i: int) -> str:
+        return cell_name(cells.segment[i], cells.task[i])
+
+    lock: dict[int, tuple[float, str]] = {}          # cell -> (spend, lock name); the last lock wins
+    for c in locks:
+        for i in np.flatnonzero(select(c.select, cells)):
+            v = specs[i].current_spend if c.spend == "current" else c.spend
+            if v is not None:
+                lock[int(i)] = (float(v), c.name)
+    out: list[Conflict] = []
+    unit = sc.budget.unit if sc.budget is not None else None
+    for i, (v, by) in sorted(lock.items()):
+        cell, nm = specs[i], name(i)
+        locked = f"lock '{by}': cell {nm} spends {_fmt(v)}"
+        field = f"constraints.{by}"
+        if v < cell.min_spend:
+            out.append(Conflict("lock", f"a lock conflicts with the bounds of cell {nm}",
+                                (locked, f"min_spend of cell {nm} = {_fmt(cell.min_spend)}"), field, nm,
+                                f"the lock spends {_fmt(v)}, below the cell's min_spend ({_fmt(cell.min_spend)})"))
+        elif cell.max_spend is not None and v > cell.max_spend:
+            out.append(Conflict("lock", f"a lock conflicts with the bounds of cell {nm}",
+                                (locked, f"max_spend of cell {nm} = {_fmt(cell.max_spend)}"), field, nm,
+                                f"the lock spends {_fmt(v)}, above the cell's max_spend ({_fmt(cell.max_spend)})"))
+        elif unit is not None and abs(v / unit - round(v / unit)) > 1e-9:
+            out.append(Conflict("lock", f"a lock is not a whole number of spend units in cell {nm}",
+                                (locked, f"budget.unit = {_fmt(unit)}"), field, nm,
+                                f"the lock spends {_fmt(v)}, not a whole number of budget.unit ({_fmt(unit)})"))
+    if not caps:
+        return out
+    floor = np.array([c.min_spend for c in specs], float)
+    for i, (v, _) in lock.items():
+        floor[i] = v
+    groups: list[tuple[str, str, np.ndarray, float]] = []
+    if sc.budget is not None and sc.budget.total is not None:
+        groups.append(("budget.total", f"budget.total: total spend <= {_fmt(sc.budget.total)}",
+                       np.ones(n, bool), sc.budget.total))
+    for b in sc.budgets:
+        groups.append((f"budgets.{b.name}", f"budget '{b.name}': spend of {b.select.describe()} "
+                                            f"{'=' if b.use_all else '<='} {_fmt(b.total)}",
+                       select(b.select, cells), b.total))
+    for c in sc.constraints:
+        if isinstance(c, SpendConstraint) and c.max is not None:
+            groups.append((f"constraints.{c.name}", f"'{c.name}': spend of {c.select.describe()} <= {_fmt(c.max)}",
+                           select(c.select, cells), c.max))
+    for field, text, mask, cap in groups:
+        idx = np.flatnonzero(mask & (floor > 0))
+        if floor[idx].sum() <= cap * (1 + 1e-12):
+            continue
+        idx = idx[np.argsort(-floor[idx], kind="stable")]
+        k = int(np.searchsorted(np.cumsum(floor[idx]), cap * (1 + 1e-12), side="right")) + 1
+        chosen = np.sort(idx[:k])
+        members = [f"lock '{lock[i][1]}': cell {name(i)} spends {_fmt(floor[i])}" if i in lock
+                   else f"min_spend of cell {name(i)} = {_fmt(floor[i])}" for i in chosen.tolist()]
+        out.append(Conflict("cap", f"cell floors sum to {_fmt(floor[chosen].sum())}, above the cap of {_fmt(cap)}",
+                            (text, *members), field, None,
+                            f"the cap {_fmt(cap)} is below the floors of cells "
+                            + ", ".join(f"{name(i)} ({_fmt(floor[i])}{', locked' if i in lock else ''})"
+                                        for i in chosen.tolist())))
+    return out
