@@ -75,13 +75,17 @@ from .analysis.sensitivity import sensitivity, what_if_move  # noqa: E402
 from .analysis.uncertainty import (compare_risk, draw_samples, evaluate_plan,  # noqa: E402
                                    optimize_risk)
 from .scenarios import Sweep, run_sweep, with_overrides  # noqa: E402
+from .dynamic import DynamicPlan, compile_dynamic, load_dynamic, plan_dynamic  # noqa: E402
+from .analysis.whatif import InfeasibleMoveError  # noqa: E402
+from .spec.constraints import EfficiencyConstraint  # noqa: E402
 
 frontier = budget_frontier
 
 __all__ = [
     "GlobalSolver", "HurdleObjective", "LinearConstraint", "LockConstraint", "MinActiveConstraint", "NamedBudget",
     "NetValueObjective", "ObjectiveSpec", "RatioConstraint", "Selector", "ShareConstraint", "SpendConstraint",
-    "TargetObjective", "find_conflict",
+    "TargetObjective", "find_conflict", "EfficiencyConstraint", "InfeasibleMoveError",
+    "DynamicPlan", "compile_dynamic", "load_dynamic", "plan_dynamic",
     "Sweep", "budget_frontier", "compare_risk", "draw_samples", "evaluate_plan", "frontier", "money_moves",
     "optimize_risk", "run_sweep", "sensitivity", "what_if_move", "with_overrides",
     "AllocatorError", "CompiledProblem", "InfeasibleError", "NumericalError", "Plan", "PlanSummary",

@@ -38,6 +38,12 @@ def compile_scenario(sc: Scenario) -> CompiledProblem:
         When locks fall outside their cells' bounds or off the spend unit: every such lock is
         named at once (``conflict`` holds the first pair), so one run shows them all.
     """
+    cells = getattr(sc, "cells", None)
+    if cells is not None:
+        # a scenario whose cells come from a table (``cells: PATH``, resolved by the loader)
+        from .tables import compile_table, load_cells_table
+
+        return compile_table(sc, load_cells_table(cells))
     _raise_lock_conflicts(sc)
     seg, task, pool, value, lo, hi, cur = [], [], [], [], [], [], []
     by_family: dict[str, list[tuple[int, dict]]] = defaultdict(list)
@@ -86,7 +92,9 @@ def compile_scenario(sc: Scenario) -> CompiledProblem:
         lock_names=_lock_names(sc) if fixed.any() else None,
         efficiency=rules.efficiency,
         options={"formulation": sc.solver.formulation, "breakpoints": sc.solver.breakpoints,
-                 "time_limit": sc.solver.time_limit})
+                 "time_limit": sc.solver.time_limit,
+                 # envelope solver: treat a share of a cell's members at the tangent spend (issue 11)
+                 "partial_targeting": bool(getattr(sc.solver, "partial_targeting", False))})
 
 
 def _raise_lock_conflicts(sc: Scenario) -> None:

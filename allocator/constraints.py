@@ -243,8 +243,11 @@ def compile_constraints(sc: Scenario, cells: CellLabels, value: np.ndarray,
                                  0.0, f"'{c.name}': {what} <= {c.max:.4g} x spend of {c.denominator.describe()}"))
         elif isinstance(c, LockConstraint):
             mask = select(c.select, cells)
-            locked[mask] = current[mask] if c.spend == "current" else float(c.spend)
-            lock_source[mask] = c.name
+            new = np.where(mask, current if c.spend == "current" else float(c.spend), np.nan)
+            _check_lock_clash(cells, locked, lock_source, new, c.name)
+            first = mask & np.isnan(locked)
+            locked[mask] = new[mask]
+            lock_source[first] = c.name
         elif isinstance(c, MinActiveConstraint):
             mask = select(c.select, cells)
             min_active[mask] = np.maximum(min_active[mask], c.spend)
@@ -288,6 +291,19 @@ def _efficiency(c: EfficiencyRule, mask: np.ndarray, value: np.ndarray) -> Effic
     return EfficiencyConstraint(
         name=c.name, index=idx, weight=np.full(len(idx), t), rate=1.0, kind="max_cost_per_success", target=t,
         source=c.name, text=f"'{c.name}': spend of {group} <= {_fmt(t)} per expected success")
+
+
+def _check_lock_clash(cells: CellLabels, locked: np.ndarray, source: np.ndarray, new: np.ndarray,
+                      name: str) -> None:
+    """Two locks on one cell must agree (to round-off); otherwise no plan holds both."""
+    both = ~np.isnan(locked) & ~np.isnan(new)
+    clash = both & ~np.isclose(locked, new, rtol=1e-12, atol=0.0)
+    if clash.any():
+        i = int(np.flatnonzero(clash)[0])
+        cell = f"({cells.segment[i]}, {cells.task[i]})"
+        raise InfeasibleError(f"infeasible: two locks set different spends on cell {cell}",
+                              conflict=[f"lock '{source[i]}': cell {cell} spends {_fmt(locked[i])}",
+                                        f"lock '{name}': cell {cell} spends {_fmt(new[i])}"])
 
 
 def _check_locks(sc: Scenario, cells: CellLabels, locked: np.ndarray, source: np.ndarray,

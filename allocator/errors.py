@@ -51,12 +51,22 @@ class SpecError(AllocatorError, ValueError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        head = f"invalid input in {self.source}" if self.source else "invalid input"
+        head = f"invalid input in {clip(self.source, 300)}" if self.source else "invalid input"
         lines = [f"{head} ({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}):"]
         for p in self.problems:
             text = str(p) if p.field else p.message
-            lines.append(f"  - {text}")
+            lines.append(f"  - {clip(text)}")
         return "\n".join(lines)
+
+
+MAX_PROBLEM_CHARS = 1000
+"""Longest line of an error message: a message never echoes a large part of the input."""
+
+
+def clip(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
 
 class InfeasibleError(AllocatorError):

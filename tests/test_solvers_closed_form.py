@@ -28,8 +28,8 @@ C_MID = exp_cell(pool=80, value=80, ceiling=0.2, rate=0.5)   # v c r = 8: pays u
 
 # relative tolerance on spend and marginal returns; pyomo_highs runs at an objective gap of 1e-9 here,
 # which leaves spend O(sqrt(gap)) from the exact point (the objective is flat at the optimum)
-SOLVER_TOL = {"exact": 1e-9, "pyomo_highs": 1e-3, "global": 1e-6, "dual": 1e-9}
-GAP = {"exact": None, "pyomo_highs": 1e-9, "global": None, "dual": None}
+SOLVER_TOL = {"exact": 1e-9, "pyomo_highs": 1e-3, "global": 1e-6, "dual": 1e-9, "envelope": 1e-9}
+GAP = {"exact": None, "pyomo_highs": 1e-9, "global": None, "dual": None, "envelope": None}
 
 
 def run(prob, solver):

@@ -33,6 +33,10 @@ from .multiplier_path import MultiplierPath, path_events
 
 logger = logging.getLogger(__name__)
 
+MAX_POINTS = 100_000
+"""Most budgets on one frontier (``--points``)."""
+MAX_FRONTIER_VALUES = 20_000_000
+"""Most budgets x cells held in memory (the frontier's spend array)."""
 METHOD_PATH = "multiplier_path"
 METHOD_RESOLVE = "resolve"
 
@@ -134,6 +138,12 @@ def budget_frontier(scenario: Any, start: float, stop: float, points: int = 50,
             problems.append(Problem(f"--{name}", f"must be a budget >= 0; got {v!r}"))
     if budgets is None and (isinstance(points, bool) or not isinstance(points, int) or points < 1):
         problems.append(Problem("--points", f"must be a whole number >= 1; got {points!r}"))
+    elif budgets is None and points > MAX_POINTS:
+        problems.append(Problem("--points", f"must be at most {MAX_POINTS:,}; got {points:,}"))
+    elif (len(budgets) if budgets is not None else points) * problem.n > MAX_FRONTIER_VALUES:
+        problems.append(Problem("--points", f"{points:,} budgets of {problem.n:,} cells exceed "
+                                            f"{MAX_FRONTIER_VALUES:,} spends; ask for at most "
+                                            f"{MAX_FRONTIER_VALUES // problem.n:,} points"))
     if not problems and stop < start:
         problems.append(Problem("--to", f"must be >= --from ({start:,.6g}); got {stop:,.6g}"))
     if problems:

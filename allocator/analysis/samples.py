@@ -16,6 +16,25 @@ from ..errors import Problem, SpecError
 from ..problem import CompiledProblem
 
 DEFAULT_SAMPLES = 1000
+MAX_SAMPLES = 100_000
+"""Most parameter draws (``--samples``, ``uncertainty.samples``)."""
+MAX_SAMPLE_VALUES = 20_000_000
+"""Most draws x cells: each costs several numbers in memory and in the risk optimization."""
+
+
+def check_seed(seed: object, field: str) -> list[Problem]:
+    """A random seed numpy accepts: a whole number in [0, 2**63)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        return [Problem(field, f"must be a whole number between 0 and 2**63 - 1; got {seed!r}")]
+    return []
+
+
+def _check_count(count: int, cells: int, field: str) -> None:
+    if count > MAX_SAMPLES:
+        raise SpecError(Problem(field, f"must be at most {MAX_SAMPLES:,} draws; got {count:,}"))
+    if count * cells > MAX_SAMPLE_VALUES:
+        raise SpecError(Problem(field, f"{count:,} draws of {cells:,} cells exceed {MAX_SAMPLE_VALUES:,} "
+                                       f"values; ask for at most {MAX_SAMPLE_VALUES // max(cells, 1):,} draws"))
 
 @dataclass
 class ParameterSamples:
@@ -220,6 +239,9 @@ def draw_samples(scenario: Any, count: int | None = None, seed: int | None = Non
     sc = as_scenario(scenario)
     problem = compile_scenario(sc)
     unc = sc.uncertainty
+    chosen = seed if seed is not None else (unc.seed if unc else None)
+    if chosen is not None and check_seed(chosen, "seed"):
+        raise SpecError(check_seed(chosen, "--seed" if seed is not None else "uncertainty.seed"), source=sc.name)
     dists = list(unc.distributions) if unc else []
     if sc.samples is None and not dists:
         raise SpecError(Problem("uncertainty", "the scenario has no parameter samples (from its model file) and "
@@ -240,5 +262,6 @@ def draw_samples(scenario: Any, count: int | None = None, seed: int | None = Non
             return samples_from_distributions(problem, dists, base.count, seed if seed is not None else unc.seed, base)
         return base
     n = count or unc.samples or DEFAULT_SAMPLES
+    _check_count(n, problem.n, "--samples" if count else "uncertainty.samples")
     return samples_from_distributions(problem, dists, n, seed if seed is not None else unc.seed)
 

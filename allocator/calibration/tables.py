@@ -6,14 +6,17 @@ data row, which is ``line 2`` of a file with a header line.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from ..errors import Problem, SpecError
+from ..spec.reading import excerpt
 
 
 def sha256_of(path: str | Path) -> str:
@@ -25,32 +28,105 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
+MAX_TABLE_BYTES = 2 * 1024 ** 3
+"""Largest input table read."""
+MAX_MAGNITUDE = 1e12
+"""Largest number accepted in a numeric column (spends, counts, amounts, durations)."""
+
+
+def _records(text: str, whitespace: bool) -> Iterator[tuple[int, list[str]]]:
+    """``(first line, fields)`` of every non-blank record; a quoted field may span lines."""
+    if whitespace:
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                yield n, line.split()
+        return
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    for fields in reader:
+        if fields and any(f.strip() for f in fields):
+            yield start, fields
+        start = reader.line_num + 1
+
+
 def read_table(path: str | Path, whitespace: bool = False) -> pd.DataFrame:
     """Read a CSV (or whitespace-separated) file with a header line, every cell as text.
 
     Cells stay text so that the checks below can report exactly which cell is
-    not a number instead of letting pandas turn it into NaN silently.
+    not a number instead of letting pandas turn it into NaN silently. Blank lines are
+    skipped; a quoted cell may hold line breaks. The file line where each row starts is
+    kept in ``df.attrs["lines"]`` (by row position), so messages name the right line.
+
+    Raises
+    ------
+    SpecError
+        For a missing or unreadable file, text that is not UTF-8, a row with more cells than
+        the header, a duplicated column name, or no data rows (naming the line).
     """
+    from ..spec.reading import excerpt, read_bytes
+
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(Problem("file", f"no such file: {path}"))
+    raw = read_bytes(path)
+    if len(raw) > MAX_TABLE_BYTES:
+        raise SpecError(Problem("file", f"is larger than {MAX_TABLE_BYTES // 1024 ** 3} GB"), source=str(path))
     try:
-        if whitespace:
-            df = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="python")
-        else:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise SpecError(Problem("file", f"cannot be read as a table: {' '.join(str(exc).split())}"),
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SpecError(Problem("file", f"line {line}: is not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it "
+                                        f"as UTF-8"), source=str(path)) from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise SpecError(Problem("file", f"line {line}: contains a NUL byte (a binary file?)"), source=str(path))
+    lines: list[int] = []
+    rows: list[list[str]] = []
+    try:
+        records = _records(text, whitespace)
+        first = next(records, None)
+        if first is None:
+            raise SpecError(Problem("file", "is empty (no header line)"), source=str(path))
+        header_line, header = first
+        # an unnamed column (R writes its row names so) gets pandas' name for it
+        header = [c.strip() or f"Unnamed: {i}" for i, c in enumerate(header)]
+        problems = _header_problems(header, header_line)
+        if problems:
+            raise SpecError(problems, source=str(path))
+        for n, fields in records:
+            if len(fields) > len(header):
+                raise SpecError(Problem("file", f"line {n}: has {len(fields)} cells but the header has "
+                                                f"{len(header)} columns"), source=str(path))
+            lines.append(n)
+            rows.append(fields + [""] * (len(header) - len(fields)))
+    except csv.Error as exc:
+        raise SpecError(Problem("file", f"cannot be read as a table: {excerpt(str(exc), 120)}"),
                         source=str(path)) from None
-    if df.empty:
+    if not rows:
         raise SpecError(Problem("file", "has a header but no data rows"), source=str(path))
-    df.columns = [str(c).strip() for c in df.columns]
-    return df.reset_index(drop=True)
+    df = pd.DataFrame(rows, columns=header, dtype=str)
+    df.attrs["lines"] = lines
+    return df
 
 
-def row_label(i: int) -> str:
-    """How row ``i`` (0-based position in the table) is named in messages."""
-    return f"row {i + 1} (line {i + 2})"
+def _header_problems(header: list[str], line: int) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, c in enumerate(header, start=1):
+        if c in seen:
+            problems.append(Problem(f"column '{c}'", f"line {line}: appears twice in the header (columns "
+                                                     f"{seen[c]} and {i}); rename or remove one"))
+        else:
+            seen[c] = i
+    return problems
+
+
+def row_label(i: int, lines: list[int] | None = None) -> str:
+    """How row ``i`` (0-based position in the table) is named in messages: ``row 1 (line 2)``.
+
+    ``lines`` (``df.attrs["lines"]``) gives each row's first line in the file; without it the
+    file is taken to have one header line and no blank lines.
+    """
+    line = lines[i] if lines is not None and 0 <= i < len(lines) else i + 2
+    return f"row {i + 1} (line {line})"
 
 
 class Checker:
@@ -66,7 +142,8 @@ class Checker:
         first = int(self.df.index[rows[0]])  # the row's position in the file, kept through filters
         value = list(values)[0]
         more = f" (and {len(rows) - 1} more row{'s' if len(rows) > 2 else ''})" if len(rows) > 1 else ""
-        self.problems.append(Problem(f"column '{column}'", f"{row_label(first)}: {what}; got {value!r}{more}"))
+        self.problems.append(Problem(f"column '{column}'", f"{row_label(first, self.df.attrs.get('lines'))}: "
+                                                           f"{what}; got {excerpt(value)}{more}"))
 
     def require(self, *columns: str | None) -> bool:
         missing = [c for c in columns if c is not None and c not in self.df.columns]
@@ -87,6 +164,12 @@ class Checker:
         if bad.any():
             rows = np.flatnonzero(bad)
             self._bad(column, rows, "must be a finite number", text.to_numpy()[rows])
+        huge = np.isfinite(values) & (np.abs(values) > MAX_MAGNITUDE)
+        if huge.any():
+            # beyond this the fits overflow (and no spend, count or value is this large)
+            rows = np.flatnonzero(huge)
+            self._bad(column, rows, f"is too large (at most {MAX_MAGNITUDE:.0e} in magnitude)", text.to_numpy()[rows])
+            values = np.where(huge, np.nan, values)
         ok = np.isfinite(values)
         if allowed is not None:
             out = ok & ~np.isin(values, allowed)

@@ -24,7 +24,8 @@ from ..errors import AllocatorError, InfeasibleError, SpecError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE, EXIT_SOLVER = 0, 1, 2, 3, 4
 
-COMMAND_MODULES = ["plan_cmd", "calibrate_cmd", "sweep_cmd", "analysis_cmd", "report_cmd", "compare_cmd"]
+COMMAND_MODULES = ["plan_cmd", "calibrate_cmd", "sweep_cmd", "analysis_cmd", "report_cmd", "compare_cmd",
+                   "serve_cmd", "keys_cmd"]
 
 
 def version() -> str:

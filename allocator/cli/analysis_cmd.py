@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from ..io import atomic_write_texts
+from ..io import csv_text, default_out_dir, write_unit
 
 FLOAT = "%.12g"
 
@@ -51,6 +52,9 @@ def register(sub) -> None:
     w.add_argument("--to", dest="to_cell", required=True, metavar="SEGMENT/TASK")
     w.add_argument("--resolve", action="store_true",
                    help="fix the two cells at their moved spends and re-optimize the other cells")
+    w.add_argument("--hold", choices=("spend", "per_member"),
+                   help="multi-period scenarios (cells PERIOD/SEGMENT/TASK): what the other cells keep when "
+                        "spend moves (default spend)")
     w.add_argument("--json", action="store_true", help="print JSON only (a refused move too, with exit code 3)")
     w.set_defaults(handler=run_whatif)
 
@@ -79,7 +83,7 @@ def register(sub) -> None:
 
 
 def _out(args, name: str) -> Path:
-    return Path(args.out) if args.out else Path("out") / name
+    return Path(args.out) if args.out else default_out_dir(name)
 
 
 def _fmt(df: pd.DataFrame) -> str:
@@ -88,15 +92,35 @@ def _fmt(df: pd.DataFrame) -> str:
         return df.to_string(index=False)
 
 
+def _run_dynamic_frontier(args) -> int:
+    """A multi-period scenario's frontier over its total budget: each budget re-solved and certified."""
+    import numpy as np
+
+    from ..dynamic import compile_dynamic, load_dynamic
+    from ..dynamic.analysis import dynamic_frontier
+
+    dsc = load_dynamic(args.scenario)
+    table = dynamic_frontier(compile_dynamic(dsc), np.linspace(args.start, args.stop, args.points))
+    out = _out(args, dsc.name)
+    files = write_unit(out, {"frontier.csv": csv_text(table, float_format=FLOAT)})
+    if not args.quiet:
+        print(table.to_string(index=False))
+        print("\nwrote " + ", ".join(str(p) for p in files))
+    return 0
+
+
 def run_frontier(args) -> int:
     from ..analysis import budget_frontier
     from ..spec import load_scenario
+    from .plan_cmd import _is_dynamic
 
+    if _is_dynamic(args.scenario):
+        return _run_dynamic_frontier(args)
     sc = load_scenario(args.scenario)
     fr = budget_frontier(sc, args.start, args.stop, points=args.points, method=args.method)
     out = _out(args, sc.name)
-    files = atomic_write_texts({out / "frontier.csv": fr.table.to_csv(index=False, float_format=FLOAT),
-                                out / "frontier_events.csv": fr.events.to_csv(index=False, float_format=FLOAT)})
+    files = write_unit(out, {"frontier.csv": csv_text(fr.table, float_format=FLOAT),
+                             "frontier_events.csv": csv_text(fr.events, float_format=FLOAT)})
     if not args.quiet:
         cols = [c for c in ("budget", "marginal_return", "net_value", "total_value", "activation_cost",
                             "spend_acquisition", "spend_retention", "spend_winback", "cells_funded",
@@ -110,6 +134,12 @@ def run_frontier(args) -> int:
 
 
 def run_sensitivity(args) -> int:
+    from ..dynamic.spec import is_dynamic_file
+
+    if is_dynamic_file(args.scenario):   # a multi-period scenario (issue 9)
+        from ..dynamic.cli import run_sensitivity as run_dynamic
+
+        return run_dynamic(args)
     from .. import plan as solve_plan
     from ..analysis.sensitivity import sensitivity
     from ..spec import load_scenario
@@ -117,9 +147,8 @@ def run_sensitivity(args) -> int:
     sc = load_scenario(args.scenario)
     sens = sensitivity(solve_plan(sc))
     out = _out(args, sc.name)
-    files = atomic_write_texts({
-        out / "sensitivity.csv": sens.parameters.to_csv(index=False, float_format=FLOAT),
-        out / "shadow_prices.csv": sens.shadow_prices.to_csv(index=False, float_format=FLOAT)})
+    files = write_unit(out, {"sensitivity.csv": csv_text(sens.parameters, float_format=FLOAT),
+                             "shadow_prices.csv": csv_text(sens.shadow_prices, float_format=FLOAT)})
     if not args.quiet:
         print(f"sensitivity of the optimal net value {sens.net_value:,.0f} of '{sc.name}' (envelope theorem)")
         print("\nlargest effects of a 1% change (elasticity = % change of net value):")
@@ -131,6 +160,12 @@ def run_sensitivity(args) -> int:
 
 
 def run_whatif(args) -> int:
+    from ..dynamic.spec import is_dynamic_file
+
+    if is_dynamic_file(args.scenario):   # a multi-period scenario (issue 9)
+        from ..dynamic.cli import run_whatif as run_dynamic
+
+        return run_dynamic(args)
     from .. import plan as solve_plan
     from ..analysis.whatif import InfeasibleMoveError, what_if_move
 
@@ -196,6 +231,12 @@ def _read_plan(path: str, problem) -> "np.ndarray":
 
 
 def run_uncertainty(args) -> int:
+    from ..dynamic.spec import is_dynamic_file
+
+    if is_dynamic_file(args.scenario):   # a multi-period scenario (issue 9)
+        from ..dynamic.cli import run_uncertainty as run_dynamic
+
+        return run_dynamic(args)
     import sys
 
     from ..analysis.uncertainty import compare_risk, draw_samples
@@ -206,8 +247,17 @@ def run_uncertainty(args) -> int:
 
     if args.alpha is not None and not (0 < args.alpha <= 1):
         raise SpecError(Problem("--alpha", f"must be in (0, 1]; got {args.alpha:g}"))
-    if args.samples is not None and args.samples < 2:
-        raise SpecError(Problem("--samples", f"must be >= 2; got {args.samples}"))
+    from ..analysis.samples import MAX_SAMPLES, check_seed
+
+    bad = []
+    if args.samples is not None and not 2 <= args.samples <= MAX_SAMPLES:
+        bad.append(Problem("--samples", f"must be between 2 and {MAX_SAMPLES:,}; got {args.samples}"))
+    if args.seed is not None:
+        bad += check_seed(args.seed, "--seed")
+    if not (math.isfinite(args.tolerance) and 0 < args.tolerance < 1):
+        bad.append(Problem("--tolerance", f"must be a relative gap in (0, 1), e.g. 1e-6; got {args.tolerance:g}"))
+    if bad:
+        raise SpecError(bad)
     sc = load_scenario(args.scenario)
     prob = compile_scenario(sc)
     given = {Path(f).stem if len(args.plan_files) == 1 else f"{Path(f).stem}_{k}": _read_plan(f, prob)
@@ -218,8 +268,8 @@ def run_uncertainty(args) -> int:
                        plans={f"given_{k}": v for k, v in given.items()}, optimize=not args.evaluate_only,
                        on_refusal="skip")
     out = _out(args, sc.name)
-    files = atomic_write_texts({out / "risk.csv": cmp.table.to_csv(index=False, float_format=FLOAT),
-                                out / "risk_plans.csv": cmp.plans.to_csv(index=False, float_format=FLOAT)})
+    files = write_unit(out, {"risk.csv": csv_text(cmp.table, float_format=FLOAT),
+                             "risk_plans.csv": csv_text(cmp.plans, float_format=FLOAT)})
     if not args.quiet:
         print(f"'{sc.name}' across {samples.count} parameter samples ({samples.method}):")
         print(_fmt(cmp.table))

@@ -14,6 +14,7 @@ silently change the plans of every scenario using the model.
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Problem, SpecError
+from ..spec.reading import excerpt
 
 
 def register(sub) -> None:
@@ -127,10 +129,58 @@ def _fixed(items: list[str]) -> dict[str, float]:
     for it in items:
         name, _, v = it.partition("=")
         try:
-            out[name.strip()] = float(v)
+            value = float(v)
         except ValueError:
-            raise SpecError(Problem("--fix", f"must look like PARAM=NUMBER; got {it!r}")) from None
+            raise SpecError(Problem("--fix", f"must look like PARAM=NUMBER; got {excerpt(it)}")) from None
+        if not np.isfinite(value):
+            raise SpecError(Problem(f"--fix {name.strip()}", f"must be a finite number; got {v.strip()}"))
+        out[name.strip()] = value
     return out
+
+
+MAX_BINS = 1000
+MAX_FOLDS = 100
+MAX_BOOTSTRAP = 100_000
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
+
+
+def check_arguments(args) -> None:
+    """Every numeric option within its range and the model name safe as a file name, before any work.
+
+    Raises
+    ------
+    SpecError
+        Listing every option out of range (exit code 2, nothing written).
+    """
+    problems = []
+    ranges = {"bins": (1, MAX_BINS), "folds": (0, MAX_FOLDS), "bootstrap": (0, MAX_BOOTSTRAP),
+              "seed": (0, 2**63 - 1), "period_months": (1, 1200)}
+    for dest, (lo, hi) in ranges.items():
+        v = getattr(args, dest, None)
+        if v is not None and not lo <= v <= hi:
+            problems.append(Problem(f"--{dest.replace('_', '-')}", f"must be a whole number from {lo:,} to "
+                                                                   f"{hi:,}; got {v}"))
+    if getattr(args, "folds", None) == 1:
+        problems.append(Problem("--folds", "must be 0 (skip) or at least 2; got 1"))
+    for dest in ("value", "pool", "retained_if_at_least", "margin_rate", "discount", "active_days", "lapsed_days"):
+        v = getattr(args, dest, None)
+        if v is not None and not np.isfinite(v):
+            problems.append(Problem(f"--{dest.replace('_', '-')}", f"must be a finite number; got {v}"))
+    if args.name is not None and not _NAME.match(args.name):
+        problems.append(Problem("--name", f"must be a plain name (letters, digits, _ . -; not starting with . "
+                                          f"or -; at most 100 characters), since it names models/<name>.yaml; "
+                                          f"got {excerpt(args.name)}"))
+    if problems:
+        raise SpecError(problems)
+
+
+def _model_name(name: str) -> str:
+    """A model name from a file stem or a judgment file's ``name``, safe as models/<name>.yaml."""
+    if _NAME.match(name):
+        return name
+    from ..io import safe_name
+
+    return safe_name(name)
 
 
 def _command(args) -> str:
@@ -185,7 +235,7 @@ def _target(args, name: str) -> Path:
     elif args.add_to:
         out, field = Path(args.add_to), "--add-to"
     else:
-        out, field = Path("models") / f"{name}.yaml", "output"
+        out, field = Path("models") / f"{_model_name(name)}.yaml", "output"
     if out.exists() and not args.force:
         what = ("adding cells to it would replace it" if field == "--add-to"
                 else "calibrate does not replace existing model files")
@@ -233,6 +283,8 @@ def run_records(args) -> int:
     from ..calibration.records import RecordsSpec, fit_records
     from ..calibration.tables import read_table
 
+    check_arguments(args)
+
     df = read_table(args.file)
     spec = RecordsSpec(task=args.task, spend=args.spend, outcome=args.outcome, family=args.family,
                        segment=args.segment, segment_name=args.segment_name,
@@ -262,6 +314,8 @@ def run_aggregates(args) -> int:
     from ..calibration.model_file import input_record
     from ..calibration.tables import read_table
 
+    check_arguments(args)
+
     df = read_table(args.file)
     spec = AggregatesSpec(task=args.task, spend=args.spend, size=args.size, rate=args.rate,
                           successes=args.successes, value=args.value, family=args.family, segment=args.segment,
@@ -280,6 +334,8 @@ def run_judgment(args) -> int:
     from ..calibration.assemble import cells_from_judgments
     from ..calibration.judgment import load_judgments
     from ..calibration.model_file import input_record
+
+    check_arguments(args)
 
     jf = load_judgments(args.file)
     name = args.name or jf.name or Path(args.file).stem
@@ -301,6 +357,8 @@ def run_transactions(args) -> int:
     from ..calibration.tables import read_table
     from ..calibration.transactions import (TransactionsSpec, customer_base, load_transactions, pyramid_summary,
                                             segment_economics)
+
+    check_arguments(args)
 
     jf = load_judgments(args.judgments)
     _target(args, args.name or jf.name or Path(args.file).stem)
@@ -353,6 +411,8 @@ def run_cohorts(args) -> int:
     from ..calibration.judgment import load_judgments
     from ..calibration.model_file import input_record
     from ..calibration.tables import read_table
+
+    check_arguments(args)
 
     jf = load_judgments(args.judgments)
     _target(args, args.name or jf.name or Path(args.file).stem)

@@ -34,7 +34,7 @@ def _names(scenarios, paths: list[str]) -> list[str]:
 
 def run_compare(args) -> int:
     from ..errors import Problem, SpecError
-    from ..io import atomic_write
+    from ..io import atomic_write, csv_text
     from ..report.compare import compare_plans, comparison_report
     from ..workbook import comparison_workbook
     from .plan_cmd import load_any
@@ -46,7 +46,7 @@ def run_compare(args) -> int:
     comp = compare_plans(plans, _names(scenarios, args.scenarios), top=args.top)
     out = Path(args.out) if args.out else Path("out") / "compare"
     files: dict[Path, str | bytes] = {
-        out / "compare.csv": comp.table.to_csv(index=False, float_format="%.10g"),
+        out / "compare.csv": csv_text(comp.table, float_format="%.10g"),
         out / "compare.xlsx": comparison_workbook(comp),
     }
     if args.html:

@@ -25,7 +25,7 @@ def register(sub) -> None:
                                    "(default DIR: out/<scenario name>/).")
     p.add_argument("scenario", help="scenario file (.yaml, .json, or a scenario workbook .xlsx)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: out/<scenario name>/)")
-    p.add_argument("--solver", help="auto (default), exact, pyomo_highs or global; overrides the scenario")
+    p.add_argument("--solver", help="auto (default), exact, dual, pyomo_highs or global; overrides the scenario")
     p.add_argument("--tolerance", type=float, help="relative optimality gap for approximate solvers")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.add_argument("--json", action="store_true",
@@ -35,6 +35,8 @@ def register(sub) -> None:
                    help="all columns (pool, per member, change, response, successes, net value, binding rules)")
     p.add_argument("--xlsx", action="store_true", help="also write DIR/plan.xlsx (Summary, Plan, By task, ...)")
     p.add_argument("--html", action="store_true", help="also write DIR/report.html (one file, opens offline)")
+    p.add_argument("--format", choices=("csv", "parquet"),
+                   help="plan table format: plan.csv (default) or plan.parquet (the default for `cells:` tables)")
     p.set_defaults(handler=run_plan)
 
     v = sub.add_parser("validate", help="check a scenario file without solving")
@@ -63,14 +65,55 @@ def load_any(path: str):
     return load_scenario(path)
 
 
-def run_plan(args) -> int:
-    from ..io import write_plan_files
+def _mapping_with(path: str, key: str) -> dict | None:
+    """The scenario mapping when the (small) scenario file has the top-level ``key``, else ``None``."""
+    p = Path(path)
+    if p.suffix.lower() not in (".yaml", ".yml", ".json") or not p.is_file() or p.stat().st_size > 1_000_000:
+        return None
+    from ..spec.loader import read_mapping
 
+    data = read_mapping(p)
+    return data if isinstance(data, dict) and key in data else None
+
+
+def _cells_mapping(path: str) -> dict | None:
+    """The scenario mapping when the scenario file takes its cells from a table (``cells: PATH``)."""
+    return _mapping_with(path, "cells")
+
+
+def _is_dynamic(path: str) -> bool:
+    """Whether the file is a multi-period scenario (a ``periods`` key, ``extends`` resolved): allocator.dynamic."""
+    from ..dynamic.spec import is_dynamic_file
+
+    return is_dynamic_file(path)
+
+
+def _run_table_plan(args, data: dict) -> int:
+    from ..tables import run_table_scenario
+
+    plan = run_table_scenario(args.scenario, data, args.out, args.solver, args.tolerance, args.format or "parquet")
+    if not args.quiet:
+        s = plan.summary
+        print(f"{s['cells']:,} cells: net value {s['net_value']:,.2f}, spend {s['total_spend']:,.2f}, "
+              f"solver {s['solver']}, status {s['status']}, gap {s['optimality_gap']:.2e}")
+    return 0 if plan.result.termination in ACCEPTED_STATUSES else 4
+
+
+def run_plan(args) -> int:
+    from ..io import default_out_dir, write_plan_files
+
+    table_scenario = _cells_mapping(args.scenario)
+    if table_scenario is not None:
+        return _run_table_plan(args, table_scenario)
+    if _is_dynamic(args.scenario):
+        from ..dynamic.cli import run_plan as run_dynamic_plan
+
+        return run_dynamic_plan(args)
     sc = load_any(args.scenario)
     problem = compile_scenario(sc)
     plan = make_plan(problem, args.solver or sc.solver.name,
                      args.tolerance if args.tolerance is not None else sc.solver.tolerance)
-    out = Path(args.out) if args.out else Path("out") / sc.name
+    out = Path(args.out) if args.out else default_out_dir(sc.name)
     extra: dict[str, bytes | str] = {}
     if args.xlsx or args.html:
         from ..workbook import plan_workbook, scenario_hash
@@ -82,6 +125,8 @@ def run_plan(args) -> int:
             from ..report import plan_report
 
             extra["report.html"] = plan_report(plan, sc, meta=meta)
+    if getattr(args, "format", None) == "parquet":
+        extra["plan.parquet"] = _parquet_bytes(plan.table)
     paths = write_plan_files(plan, out, extra)
     if args.json:
         print(json.dumps(plan_json(plan), indent=2))
@@ -89,6 +134,14 @@ def run_plan(args) -> int:
         print(render(plan, explain=args.explain, wide=args.wide))
         print("\nwrote " + ", ".join(str(p) for p in paths))
     return _exit_for_status(plan)
+
+
+def _parquet_bytes(table: pd.DataFrame) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 #: statuses a user can accept with exit 0: certified, or stopped by the time limit the user set
@@ -116,11 +169,11 @@ def _exit_for_status(plan: Plan) -> int:
 
 
 def run_template(args) -> int:
-    from ..io import atomic_write
+    from ..io import atomic_write, default_out_dir
     from ..workbook import scenario_workbook
 
     sc = load_any(args.scenario)
-    path = Path(args.out) if args.out else Path("out") / sc.name / "scenario.xlsx"
+    path = Path(args.out) if args.out else default_out_dir(sc.name) / "scenario.xlsx"
     atomic_write({path: scenario_workbook(sc)})
     print(f"wrote {path}: sheets Cells, Rules, Budget, Settings; plan it with `allocator plan {path}`")
     return 0
@@ -135,6 +188,10 @@ def plan_json(plan: Plan) -> dict:
 
 
 def run_validate(args) -> int:
+    if _is_dynamic(args.scenario):
+        from ..dynamic.cli import run_validate as run_dynamic_validate
+
+        return run_dynamic_validate(args)
     sc = load_any(args.scenario)
     problem = compile_scenario(sc)
     budget = "none (profit-maximizing)" if problem.budget is None else f"{problem.budget:,.0f}"

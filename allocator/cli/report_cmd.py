@@ -15,7 +15,7 @@ def register(sub) -> None:
                                    "frontier, where the money moved, and the tables.")
     r.add_argument("scenario", help="scenario file (.yaml, .json or .xlsx)")
     r.add_argument("--out", metavar="DIR", help="output folder (default: out/<scenario name>/)")
-    r.add_argument("--solver", help="auto (default), exact, pyomo_highs or global; overrides the scenario")
+    r.add_argument("--solver", help="auto (default), exact, dual, pyomo_highs or global; overrides the scenario")
     r.add_argument("--no-frontier", action="store_true", help="leave out the budget frontier (it re-solves "
                                                                 "each budget when the multiplier path does not apply)")
     r.add_argument("--quiet", action="store_true", help="print nothing on success")

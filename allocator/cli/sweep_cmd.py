@@ -33,14 +33,24 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..dynamic.spec import is_dynamic_file
+
+    if is_dynamic_file(args.scenario):   # a multi-period scenario (issue 9): solved serially
+        from ..dynamic.cli import run_sweep as run_dynamic_sweep
+
+        return run_dynamic_sweep(args)
     from ..errors import Problem, SpecError
 
-    for name in ("workers", "chunksize"):
+    from ..io import default_out_dir
+    from ..scenarios.execution import MAX_WORKERS
+    from ..scenarios.variants import MAX_VARIANTS
+
+    for name, most in (("workers", MAX_WORKERS), ("chunksize", MAX_VARIANTS)):
         v = getattr(args, name)
-        if v is not None and v < 1:
-            raise SpecError(Problem(f"--{name}", f"must be >= 1; got {v}"))
+        if v is not None and not 1 <= v <= most:
+            raise SpecError(Problem(f"--{name}", f"must be from 1 to {most:,}; got {v}"))
     sweep = Sweep(args.scenario)
-    out = Path(args.out) if args.out else Path("out") / f"{sweep.name}-sweep"
+    out = Path(args.out) if args.out else default_out_dir(sweep.name, "-sweep")
     try:
         res = run_sweep(sweep, out, executor=args.executor, workers=args.workers, progress=args.progress,
                         restart=args.restart, chunksize=args.chunksize)

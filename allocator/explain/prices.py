@@ -114,8 +114,13 @@ def classify_bounds(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1
                        np.maximum(spend, 1.0))
     # spend below a billionth of the plan's total is zero in currency terms, whatever the curve
     # does there (a hill curve with shape < 1 has an infinite first marginal return)
-    total = problem.budget if problem.budget is not None else float(np.sum(spend))
+    # (the plan's own total, not the budget: a budget of 1e12 made every cell under 1,000 "zero")
+    total = float(np.sum(spend))
     eps = rtol * scale + 1e-9 * max(total, 1.0)
+    # never more than a quarter of the cell's own range: a cell capped at 800 (or at 1e-300) that
+    # spends its cap is at its upper bound, not at zero
+    width = problem.upper - problem.lower
+    eps = np.where(np.isfinite(width) & (width > 0), np.minimum(eps, 0.25 * width), eps)
     at_lo = spend <= problem.lower + eps
     at_hi = np.isfinite(problem.upper) & (spend >= problem.upper - eps)
     out = np.full(problem.n, BOUND_NONE, dtype=object)

@@ -8,11 +8,13 @@ Every backend is a :class:`concurrent.futures.Executor`, so the sweep loop is on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, Callable, TextIO
+from pathlib import Path
+from typing import Any, Callable, Iterator, TextIO
 
 from ..errors import AllocatorError, Problem, SpecError
 
@@ -64,7 +66,8 @@ def open_executor(spec: str | Executor | None = None, workers: int | None = None
     spec = (spec or "local").strip()
     if spec in ("local", "processes"):
         n = workers or os.cpu_count() or 1
-        return ExecutorHandle(ProcessPoolExecutor(max_workers=n), f"{n} local processes", n, owned=True)
+        pool = ProcessPoolExecutor(max_workers=n, initializer=die_with_parent, initargs=(os.getpid(),))
+        return ExecutorHandle(pool, f"{n} local processes", n, owned=True)
     if spec == "threads":
         n = workers or os.cpu_count() or 1
         return ExecutorHandle(ThreadPoolExecutor(max_workers=n), f"{n} threads", n, owned=True)
@@ -84,6 +87,71 @@ def open_executor(spec: str | Executor | None = None, workers: int | None = None
         return ExecutorHandle(client.get_executor(), f"Dask cluster at {address} ({n} workers)", n, owned=True,
                               close=client.close)
     raise SpecError(Problem("--executor", f"unknown executor '{spec}'; use {EXECUTOR_HELP}"))
+
+
+MAX_WORKERS = 1024
+"""Most local processes or threads (``--workers``)."""
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the sweep's process ends, even by ``kill -9``.
+
+    On Linux the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); a watchdog
+    thread also checks every half second that the parent is still there (other systems, and a
+    parent that died before the signal was set up).
+    """
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="allocator-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def sweep_lock(out_dir: Path) -> Iterator[None]:
+    """Hold the lock of a sweep's output folder; a second sweep into it is refused at once.
+
+    The lock is ``fcntl.flock`` on ``DIR/.sweep.lock``: the kernel releases it when the holder
+    ends, however it ends, so a killed sweep never leaves a stale lock.
+
+    Raises
+    ------
+    SpecError
+        When another process holds the lock (``--out`` names a folder in use).
+    """
+    import fcntl
+
+    path = Path(out_dir) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "another process"
+            raise SpecError(Problem("--out", f"another sweep (process {holder}) is writing to {out_dir}; wait "
+                                             f"for it to finish or choose another --out folder")) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+LOCK_NAME = ".sweep.lock"
 
 
 def _clock(seconds: float) -> str:

@@ -1,13 +1,17 @@
 """Sweeps: solve every variant of a scenario set, in parallel, streaming results to disk.
 
-Results are appended to ``results.jsonl`` (one line per finished variant, flushed at once) as
-variants finish; an interrupted sweep keeps those lines, and the next run with the same output
+Results are appended to ``results.jsonl`` (one line per finished variant, flushed to disk at once)
+as variants finish, with every executor: chunks are submitted a few per worker at a time, so the
+serial loop saves as it goes too, and memory stays bounded. One sweep at a time may write a folder
+(:func:`~allocator.scenarios.execution.sweep_lock`); local worker processes end with the sweep,
+however it ends. An interrupted sweep keeps those lines, and the next run with the same output
 folder skips every variant whose line is there with the same fingerprint (a hash of the base
 scenario and the variant's overrides), so changing a variant re-runs just that variant, and
 changing the base re-runs everything. The first variant is validated before anything runs; the
 others are validated by the workers, and an invalid one stops the sweep with an error naming it
 (no tables are written; the variants already solved stay in the log). When all variants are done,
-the two tables are written atomically:
+the two tables are written as one unit (:func:`allocator.io.write_unit`), text cells escaped
+against formula injection:
 
 * ``cells.csv``: one row per (variant, cell): scenario id, varied parameters, segment, task,
   spend, value, marginal return, activation cost, net value (value - spend - activation cost),
@@ -21,12 +25,14 @@ Rows are ordered by variant id, not by finishing order, so every executor gives 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
+import os
 import sys
 import time
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -36,10 +42,10 @@ import pandas as pd
 
 from ..compile import compile_scenario
 from ..errors import AllocatorError, InfeasibleError, Problem, SpecError
-from ..io import atomic_write_texts
+from ..io import atomic_write_texts, csv_text, default_out_dir, write_unit
 from ..spec import Scenario, load_scenario, scenario_from_dict
 from ..spec.models import TASKS
-from .execution import ProgressBar, open_executor
+from .execution import ProgressBar, open_executor, sweep_lock
 from .variants import Variant, base_mapping, expand_variants, param_value, variant_scenario
 
 logger = logging.getLogger(__name__)
@@ -110,11 +116,15 @@ def solve_variant(vid: str, fp: str, base: Mapping[str, Any], overrides: Mapping
     """
     from ..solvers import AUTO, SOLVERS, solve
     from ..spec.overrides import apply_overrides
+    from ..spec.reading import check_plain
 
     t0 = time.perf_counter()
     rec: dict[str, Any] = {"id": vid, "fingerprint": fp}
     try:
-        sc = scenario_from_dict(apply_overrides(base, overrides), solver_names=(AUTO, *SOLVERS))
+        # the base was validated when loaded: only the overrides' own values need the text checks
+        check_plain(dict(overrides), f"variant {vid}")
+        sc = scenario_from_dict(apply_overrides(base, overrides), solver_names=(AUTO, *SOLVERS),
+                                check_values=False)
     except SpecError as exc:
         return rec | {"status": "invalid", "message": "; ".join(str(p) for p in exc.problems), "summary": {},
                       "cells": None}
@@ -234,13 +244,15 @@ def read_log(path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "id" in rec and "fingerprint" in rec:
-            out[rec["id"]] = rec
+    with open(path, "rb") as fh:
+        for raw in fh:
+            # a line that is not UTF-8 JSON (torn, or damaged on disk) is dropped: that variant re-runs
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                continue
+            if isinstance(rec, dict) and "id" in rec and "fingerprint" in rec:
+                out[rec["id"]] = rec
     return out
 
 
@@ -281,8 +293,16 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path | None = None, executor
     # the first variant is validated here, so a broken base or override path fails before anything runs;
     # the others are validated by the workers, in parallel
     sweep.check(sweep.variants[0])
-    out_dir = Path(out) if out is not None else Path("out") / f"{sweep.name}-sweep"
+    out_dir = Path(out) if out is not None else default_out_dir(sweep.name, "-sweep")
     out_dir.mkdir(parents=True, exist_ok=True)
+    with sweep_lock(out_dir):
+        return _run_locked(sweep, out_dir, base, t0, executor, workers, progress, restart, chunksize)
+
+
+def _run_locked(sweep: Sweep, out_dir: Path, base: dict[str, Any], t0: float, executor: str | Executor | None,
+                workers: int | None, progress: bool | Callable[[int, int], None] | None, restart: bool,
+                chunksize: int | None) -> SweepResult:
+    """:func:`run_sweep` once the output folder is locked."""
     log_path = out_dir / RESULTS_LOG
     base_hash = fingerprint_of(base, f"v{RECORD_VERSION}:")
     prints = {v.id: fingerprint_of(v.overrides, base_hash) for v in sweep.variants}
@@ -309,21 +329,31 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path | None = None, executor
         logger.info("sweep %s: %d variants to run (%d reused) on %s", sweep.name, len(todo), reused,
                     handle.description)
         cancel = False
-        futures = []
+        futures: set = set()
         try:
-            futures = [handle.executor.submit(solve_chunk, base, chunk) for chunk in _chunks(todo, size)]
+            chunks = iter(_chunks(todo, size))
+            # a few chunks in flight per worker, the next submitted as one finishes: every finished
+            # chunk is in the log at once (the serial loop too), and memory stays bounded
+            in_flight = 2 * handle.workers
             with open(log_path, "a", encoding="utf-8") as fh:
-                for fut in as_completed(futures):
-                    for rec in fut.result():
-                        fh.write(json.dumps(rec) + "\n")
-                        done[rec["id"]] = rec
-                        if rec["status"] == "invalid":
-                            invalid.append(rec)
-                    fh.flush()
-                    if bar is not None:
-                        bar.update(len(done))
-                    if callback is not None:
-                        callback(len(done), total)
+                while True:
+                    for chunk in itertools.islice(chunks, max(0, in_flight - len(futures))):
+                        futures.add(handle.executor.submit(solve_chunk, base, chunk))
+                    if not futures:
+                        break
+                    finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        for rec in fut.result():
+                            fh.write(json.dumps(rec) + "\n")
+                            done[rec["id"]] = rec
+                            if rec["status"] == "invalid":
+                                invalid.append(rec)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                        if bar is not None:
+                            bar.update(len(done))
+                        if callback is not None:
+                            callback(len(done), total)
                     if invalid:
                         break
         except BaseException:
@@ -340,10 +370,8 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path | None = None, executor
         raise SpecError([Problem(f"variant {r['id']} ({_label(sweep, r['id'])})", r["message"]) for r in invalid[:20]],
                         source=f"sweep '{sweep.name}' (no tables written; fix the variants and run again)")
     cells, summary = tables(sweep, sweep.variants, done)
-    files = atomic_write_texts({
-        out_dir / "cells.csv": cells.to_csv(index=False, float_format="%.12g"),
-        out_dir / "summary.csv": summary.to_csv(index=False, float_format="%.12g"),
-    })
+    files = write_unit(out_dir, {"cells.csv": csv_text(cells, float_format="%.12g"),
+                                 "summary.csv": csv_text(summary, float_format="%.12g")})
     return SweepResult(cells=cells, summary=summary, files=[log_path, *files], ran=len(todo), reused=reused,
                        seconds=time.perf_counter() - t0, executor=handle.description if handle else "none (all reused)")
 

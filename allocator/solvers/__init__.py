@@ -9,20 +9,29 @@ from .dual_rules import DualSolver
 from .exact import ExactSolver
 from .global_milp import GlobalSolver
 from .pyomo_highs import PyomoHighsSolver
+from .scurve import EnvelopeSolver
 
-SOLVERS: dict[str, Solver] = {s.name: s for s in (ExactSolver(), PyomoHighsSolver(), DualSolver(), GlobalSolver())}
+SOLVERS: dict[str, Solver] = {s.name: s for s in (ExactSolver(), PyomoHighsSolver(), DualSolver(), EnvelopeSolver(), GlobalSolver())}
 AUTO = "auto"
 # the automatic choice, fastest first: concave problems with one budget and no integer
 # features go to the exact multiplier solver; concave problems with rules (linear or
 # average-efficiency) to the dual method, which falls back to the global MILP when it
-# cannot certify its tolerance; everything else to the global MILP
-AUTO_ORDER = ("exact", "dual", "global")
+# cannot certify its tolerance; S-shaped curves under one budget to the envelope solver, which
+# likewise falls back to the global MILP when its Lagrangian bound does not certify the tolerance
+# (small hard cases); everything else to the global MILP
+AUTO_ORDER = ("exact", "dual", "envelope", "global")
+#: auto skips a backend on problems with fewer cells: below 100 S-curve cells the MILP answers in
+#: about a second and the envelope's repair of its few jump cells is weakest (SOLVER-NOTES)
+AUTO_MIN_CELLS = {"envelope": 100}
 
 
 def choose_solver(problem: CompiledProblem) -> Solver:
     """The fastest backend that can certify an optimum of ``problem``."""
     reasons = []
     for name in AUTO_ORDER:
+        if problem.n < AUTO_MIN_CELLS.get(name, 0):
+            reasons.append(f"solver '{name}' is used automatically from {AUTO_MIN_CELLS[name]} cells")
+            continue
         why = SOLVERS[name].can_solve(problem)
         if why is None:
             return SOLVERS[name]
@@ -42,7 +51,7 @@ def solve(problem: CompiledProblem, solver: str = AUTO, tolerance: float | None 
     """
     if solver == AUTO:
         backend = choose_solver(problem)
-        if backend.name == "dual" and SOLVERS["global"].can_solve(problem) is None:
+        if backend.name in ("dual", "envelope") and SOLVERS["global"].can_solve(problem) is None:
             # the dual route must certify its tolerance; otherwise the global MILP answers
             try:
                 result = backend.solve(problem, tolerance)

@@ -214,7 +214,8 @@ def initial_breakpoints(problem: CompiledProblem, a: np.ndarray, b: np.ndarray, 
     idx = _rowwise_searchsorted(E, levels)
     picks.append(grid[rows, idx])
     # slope at geometric fractions of its peak, on the falling side
-    peak = np.nanmax(D, axis=1, keepdims=True)
+    peak = np.max(np.where(np.isnan(D), -np.inf, D), axis=1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, np.nan)   # no finite slope at all (an empty range)
     fracs = np.geomspace(0.5, 1e-3, half)
     picks.append(_last_crossing(grid, D, peak * fracs[None, :]))
     if price is not None:
@@ -272,6 +273,87 @@ def marginal_caps(problem: CompiledProblem, start: np.ndarray, frac: float = 1e-
     for cells, X in table_kinks(problem):
         cap[cells] = np.maximum(cap[cells], np.nanmax(X, axis=1))
     return cap
+
+
+def concave_from(problem: CompiledProblem) -> np.ndarray:
+    """Per cell, a spend past which ``E`` is certainly concave (``inf`` when none is known).
+
+    The tail beyond an artificial cap ``b >= concave_from`` then rises by at most
+    ``E'(b)`` per currency unit, which is what makes the cap safe to use in a bound
+    (:func:`tail_bounds`). From the families' closed forms: concave curves from 0;
+    Hill from its inflection; a table from its last point (flat beyond); a logistic
+    quadratic with ``b2 <= 0`` from where ``q = b0 + b1 x + b2 x^2`` turns positive
+    (``p >= 1/2``, so ``p'' = p(1-p)[(1-2p) q'^2 + 2 b2] <= 0`` up to the peak). Anything
+    else is ``inf``.
+    """
+    out = np.full(problem.n, np.inf)
+    for b in problem.blocks:
+        P, pool, name = b.params, problem.pool[b.index], b.family.name
+        x = np.full(len(b.index), np.inf)
+        if name == "hill":
+            x = np.asarray(b.family.inflection(P), float)
+        elif name == "piecewise":
+            X = np.where(np.isfinite(P["x"]), P["x"], -np.inf)
+            x = X.max(axis=1)
+        elif name == "logistic_quadratic":
+            b0, b1, b2 = (np.asarray(P[k], float) for k in ("b0", "b1", "b2"))
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                disc = b1 * b1 - 4.0 * b2 * b0
+                # b2 < 0: the smaller root of q, on its rising side; b2 = 0: -b0 / b1
+                quad = (b1 - np.sqrt(np.maximum(disc, 0.0))) / (2.0 * np.abs(np.where(b2 < 0, b2, -1.0)))
+                quad = np.where(disc >= 0, quad, np.inf)
+                lin = np.where(b1 > 0, -b0 / np.where(b1 > 0, b1, 1.0), np.inf)
+                root = np.where(b2 < 0, quad, np.where(b2 == 0, lin, np.inf))
+            x = np.where(b0 >= 0, np.where(b2 <= 0, 0.0, np.inf), np.maximum(root, 0.0))
+            x = np.where(np.isnan(x), np.inf, x)
+        x = np.where(problem.concave[b.index], 0.0, x)
+        out[b.index] = pool * x
+    return out
+
+
+def response_sup(problem: CompiledProblem) -> np.ndarray:
+    """Per cell, an upper bound on ``E`` over all spend: ``pool`` times the response's supremum.
+
+    ``ceiling`` for exponential and Hill curves, the largest table value for tables, and
+    1 (a response is a probability) otherwise.
+    """
+    out = problem.pool.astype(float).copy()
+    for b in problem.blocks:
+        P, pool, name = b.params, problem.pool[b.index], b.family.name
+        if name in ("exponential", "hill"):
+            sup = np.maximum(P["ceiling"], P.get("floor", 0.0))
+        elif name == "piecewise":
+            sup = np.where(np.isfinite(P["x"]), P["p"], -np.inf).max(axis=1)
+        else:
+            sup = np.ones(len(b.index))
+        out[b.index] = pool * np.minimum(sup, 1.0)
+    return out
+
+
+def tail_bounds(problem: CompiledProblem, b: np.ndarray, tail: np.ndarray,
+                concave_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For cells ``tail`` (ranges cut at an artificial cap ``b``): bounds on the rise past ``b``.
+
+    ``E(b + t) - E(b) <= min(sigma t, delta)`` for every ``t >= 0``: ``sigma`` the larger
+    one-sided slope at ``b``, valid where the curve is concave from ``b`` on
+    (``b >= concave_start``, see :func:`concave_from`; elsewhere ``sigma`` is ``inf``), and
+    ``delta`` the distance to the curve's supremum. Both carry a hair of slack against
+    round-off. Cells outside ``tail`` get zeros.
+    """
+    n = problem.n
+    sigma = np.zeros(n)
+    delta = np.zeros(n)
+    idx = np.flatnonzero(tail)
+    if len(idx) == 0:
+        return sigma, delta
+    bb = b[idx, None]
+    d = np.maximum(evaluate(problem, bb, "slope", idx)[:, 0], evaluate(problem, bb, "slope_left", idx)[:, 0])
+    Eb = evaluate(problem, bb, "value", idx)[:, 0]
+    sup = response_sup(problem)[idx]
+    ok = np.isfinite(d) & (b[idx] >= concave_start[idx])
+    sigma[idx] = np.where(ok, np.maximum(np.where(ok, d, 0.0), 0.0) * (1 + 1e-9), np.inf)
+    delta[idx] = np.maximum(sup - Eb, 0.0) + 1e-12 * np.abs(sup)
+    return sigma, delta
 
 
 def _slope(problem: CompiledProblem, spend: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ class ExactSolver(Solver):
         check_bounds_feasible(problem)
         rel = 1e-13 if tolerance is None else min(tolerance, 1e-9)
         lo, hi = problem.lower, problem.upper
-        rules = [(b.index, b.family.spend_rule(b.params, problem.value[b.index], problem.pool[b.index]))
+        rules = [(b.index, _guarded_rule(b, problem.value[b.index], problem.pool[b.index]))
                  for b in problem.blocks]
         # compile puts a single family's cells in order, so one rule can cover all cells without scatter
         whole = len(rules) == 1 and len(rules[0][0]) == problem.n and bool(np.all(np.diff(rules[0][0]) == 1))
@@ -133,6 +133,32 @@ class ExactSolver(Solver):
         return SolveResult(spend=s, solver=self.name, marginal_return=lam, iterations=it, passes=passes,
                            upper_bound=bound, optimality_gap=max(bound - primal, 0.0) / max(abs(primal), 1e-12),
                            info={"budget_binds": True, "bound_method": "Lagrangian dual at the final multiplier"})
+
+
+def _guarded_rule(block, value: np.ndarray, pool: np.ndarray):
+    """The family's spend rule, with the generic bisection standing in where its closed form fails.
+
+    A closed form can overflow at extreme but valid parameters (Hill with ``half_saturation``
+    1e308: ``sqrt(value * ceiling * h)`` is ``inf``, which once put a flat cell at its cap);
+    where it returns a non-finite or negative spend, the bisection on the slope (which only
+    evaluates ``slope``) answers instead.
+    """
+    from ..curves.base import CurveFamily
+
+    with np.errstate(all="ignore"):
+        fast = block.family.spend_rule(block.params, value, pool)
+    slow = CurveFamily.spend_rule(block.family, block.params, value, pool)
+
+    def rule(lam: float) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            s = np.asarray(fast(lam), float)
+        bad = ~np.isfinite(s) | (s < 0)
+        if bad.any():
+            with np.errstate(all="ignore"):
+                s = np.where(bad, slow(lam), s)
+        return s
+
+    return rule
 
 
 def dual_bound(problem: CompiledProblem, spend_at_lam: np.ndarray, lam: float) -> float:

@@ -22,9 +22,15 @@ lifted curves in the target row (a relaxation: its dual bound is a lower bound o
 the least spend) and one with curves *sagged* below the true ones (a restriction:
 its plan truly reaches the target).
 
-Cells whose range has no finite cap get an artificial cap where the slope has
-fallen below 1e-4 of its peak; a plan sitting at such a cap has it doubled and
-is solved again.
+Cells whose range has no finite cap get an artificial cap ``b`` where the slope has
+fallen below 1e-4 of its peak (and not before the curve is certainly concave,
+:func:`.envelope.concave_from`). The cap only places breakpoints: the spend column
+keeps its true range, and spend past ``b`` enters through a tail column valued at
+most ``E'(b)`` per unit and at most the curve's remaining rise
+(:func:`.envelope.tail_bounds`), so the MILP stays a relaxation of the true problem
+and its bound a bound, however steep the curve and whatever the spend unit (a cap
+below one unit once made a cell unreachable and the "bound" false). A plan that
+uses a tail has that cap widened for the next round.
 
 Why it stopped is ``SolveResult.termination``: ``optimal`` (certified gap within the
 tolerance), ``time_limit`` (``solver.time_limit`` ran out: the best plan found, with
@@ -128,8 +134,14 @@ class _Run:
                                             f"max spend of cell {p.label(i)} = {hard[i]:,.6g}"])
         cap = env.marginal_caps(p, np.maximum(a, 0.0))
         b = np.where(pl, np.minimum(hard, np.maximum(cap, a)), hard)
+        # the cap must sit where the curve is concave, so that the tail past it is bounded by
+        # the slope at the cap; where no such point is known the range runs to the hard cap
+        cf = env.concave_from(p)
+        b = np.where(b < hard, np.where(np.isfinite(cf), np.minimum(np.maximum(b, cf), hard), hard), b)
+        b = np.where(np.isfinite(b), b, np.maximum(cap, a))   # no finite point at all: a loose tail
         artificial = pl & (b < hard)
         b = np.maximum(b, a)
+        self.concave_start = cf
         E0 = env.evaluate(p, np.zeros((n, 1)), "value")[:, 0]
         return Cells(a=a, b=b, hard=hard, artificial=artificial, act=act, off=off, pl=pl, w_obj=w_obj,
                      w_row=w_row, cost=cost, E0=E0)
@@ -164,12 +176,13 @@ class _Run:
                            {"breakpoints": int(T.shape[1])})
             logger.info("global round %d: gap %.3g, kkt %.3g, %d breakpoints, %.2fs", rounds, state["gap"],
                         state["kkt"], T.shape[1], state["seconds"])
-            if state.get("widen") is not None:
+            if state.get("widen") is not None and "spend" not in state:
+                # HiGHS found the model infeasible though the rules are not: with the tails the
+                # model has the true ranges, so this is numerical trouble (widening once may help)
                 if not self.cells.artificial.any():
                     raise NumericalError("the global model is infeasible but the constraints are not: "
                                          "numerical trouble in HiGHS")
                 T = self._widen(T, state["widen"])
-                best = None
                 continue
             if best is None or state["gap"] <= best["gap"]:
                 best = state
@@ -187,7 +200,12 @@ class _Run:
                                "certified gap is %.3g (target %.3g)", self.time_limit, rounds, best["gap"], self.tol)
             if done or stalled or self.timed_out:
                 break
-            T = self._refine(T, bnd, state)
+            if state.get("widen") is not None:
+                # the plan reached an artificial cap: its bound holds (tails), but the breakpoints
+                # should cover where it went
+                T = self._widen(T, state["widen"], np.maximum(state["spend"], state["milp_spend"]))
+            else:
+                T = self._refine(T, bnd, state)
         else:
             logger.warning("global solver stopped after %d rounds at gap %.3g (target %.3g)", rounds,
                            best["gap"], self.tol)
@@ -236,9 +254,13 @@ class _Run:
         """
         return rf.piecewise_values(self.p, T, bnd, sign)
 
-    def _solve_model(self, TV, objective=True, start: np.ndarray | None = None, watch: bool = False) -> ModelSolution:
+    def _solve_model(self, TV, objective=True, start: np.ndarray | None = None, watch: bool = False,
+                     sign: float = 1.0) -> ModelSolution:
+        """One MILP over ``TV``; ``sign`` +1 (lifted curves, a relaxation) or -1 (sagged, a restriction)."""
         T, V = TV
-        lp, integ, maps = build_model(self.p, self.cells, T, V, self.formulation, objective=objective)
+        c = self.cells
+        tail = env.tail_bounds(self.p, c.b, c.artificial & c.pl, self.concave_start) if sign > 0 else None
+        lp, integ, maps = build_model(self.p, c, T, V, self.formulation, objective=objective, tail=tail)
         w = MipWatch(self._objective, self.tol, on_progress=self._report, every=PROGRESS_EVERY) if watch else None
         sol = run_model(lp, integ, maps, self.p, self.cells, self.tol, self._remaining(), start=start, watch=w)
         if sol.status in ("infeasible", "unbounded_or_infeasible"):
@@ -263,7 +285,7 @@ class _Run:
         try:
             if p.objective.kind == "target":
                 relax = self._solve_model(self._values(T, bnd, +1.0), objective=True)
-                restr = self._solve_model(self._values(T, bnd, -1.0), objective=True)
+                restr = self._solve_model(self._values(T, bnd, -1.0), objective=True, sign=-1.0)
                 spend = restr.spend
                 reached = float((c.w_row * env.evaluate(p, spend[:, None], "value")[:, 0]).sum())
                 upper = float(spend.sum()) + p.activation_paid(spend)   # a feasible plan's cost
@@ -289,7 +311,9 @@ class _Run:
             return {"widen": self.cells.artificial.copy(), "gap": math.inf, "kkt": math.inf, "lower": math.nan,
                     "upper": math.nan, "seconds": time.perf_counter() - t0}
         self.last_plan = spend
-        at_cap = c.artificial & (spend >= c.b * (1 - 1e-9)) & (c.b > 0)
+        # a plan at an artificial cap or past it (in the tail) has that cap widened
+        reach = np.maximum(spend, milp_spend)
+        at_cap = c.artificial & (reach >= c.b * (1 - 1e-9)) & (c.b > 0)
         prices, kkt, off_cells = self._kkt(spend, sol)
         state = {"spend": spend, "sol": sol, "lower": lower, "upper": upper, "gap": max(gap, 0.0),
                  "method": method if p.objective.kind != "target" else "milp", "milp_spend": milp_spend,
@@ -321,7 +345,8 @@ class _Run:
                     self.polished_duals = y2
         method = "milp"
         try:
-            lag = lagrangian_bound(p, y, c.w_obj, rate, c.a, c.b, c.hard, c.act, c.off, c.cost, c.E0, bnd)
+            lag = lagrangian_bound(p, y, c.w_obj, rate, c.a, c.b, c.hard, c.act, c.off, c.cost, c.E0, bnd,
+                                   tail_ok=c.b >= self.concave_start)
         except (FloatingPointError, ValueError):  # pragma: no cover - defensive
             lag = np.inf
         if lag < upper:
@@ -381,8 +406,8 @@ class _Run:
     def _refine(self, T: np.ndarray, bnd: dict, state: dict) -> np.ndarray:
         return rf.refine(self.p, self.cells, T, bnd, state, self.tol, self._weight())
 
-    def _widen(self, T: np.ndarray, cells_mask: np.ndarray) -> np.ndarray:
-        return rf.widen(self.p, self.cells, T, cells_mask)
+    def _widen(self, T: np.ndarray, cells_mask: np.ndarray, reach: np.ndarray | None = None) -> np.ndarray:
+        return rf.widen(self.p, self.cells, T, cells_mask, reach)
 
     # ---- result
     def _result(self, state: dict, rounds: int, history: list) -> SolveResult:
@@ -456,14 +481,19 @@ def feasibility_status(problem: CompiledProblem) -> bool:
     cells.pl = (cells.w_row > 0) if target else np.zeros(problem.n, dtype=bool)
     if target:
         cap = env.marginal_caps(problem, np.maximum(cells.a, 0.0), frac=1e-9)
-        cells.b = np.where(np.isfinite(cells.hard), cells.hard, np.maximum(cap * 8.0, cells.a))
+        cf = run.concave_start
+        far = np.maximum(cap * 8.0, np.where(np.isfinite(cf), cf, 0.0))
+        cells.b = np.where(np.isfinite(cells.hard), cells.hard, np.maximum(far, cells.a))
     else:
         cells.b = cells.hard.copy()
     cells.b = np.maximum(cells.b, cells.a)
+    cells.artificial = cells.pl & (cells.b < cells.hard)
     run.cells = cells
     T = env.initial_breakpoints(problem, cells.a, cells.curve_end, 8, cells.w_row if target else np.zeros(problem.n), None)
     bnd = env.segment_bounds(problem, T, SAMPLES)
     T, V = rf.piecewise_values(problem, T, bnd, +1.0)
-    lp, integ, maps = build_model(problem, cells, T, V, "incremental", objective=False)
+    # spend past the far cap through tails valued by their certified rise: still a relaxation
+    tail = env.tail_bounds(problem, cells.b, cells.artificial, run.concave_start)
+    lp, integ, maps = build_model(problem, cells, T, V, "incremental", objective=False, tail=tail)
     sol = run_model(lp, integ, maps, problem, cells, DEFAULT_TOLERANCE, None, want_duals=False)
     return sol.status not in ("infeasible", "unbounded_or_infeasible")

@@ -10,6 +10,11 @@ Two formulations, chosen by name (``solver.formulation``):
     one weight per breakpoint, ``sum(lambda) = 1``, ``s = sum(t_k lambda_k)``, with
     one segment binary per segment of non-concave cells (HiGHS has no native SOS2).
 
+Tails: a cell whose breakpoints stop at an artificial cap ``b`` (no finite cap of its
+own) keeps its true spend range; spend past ``b`` goes into a tail column valued at most
+``E'(b)`` per unit and at most the curve's remaining rise (see :func:`build_model`), so
+the model is a relaxation of the true problem however narrow the breakpoints' range.
+
 Integer features: ``budget.unit`` makes ``s = unit * q`` with ``q`` integer;
 minimum-if-active and activation costs add one binary ``y`` per cell
 (``s - b y <= 0``, the curve starting at ``min_active_spend``).
@@ -31,6 +36,8 @@ from ..problem import CompiledProblem
 from .highs_quiet import highspy as _highs
 
 logger = logging.getLogger(__name__)
+# the big-M of an activation row on a cell without any finite cap (spend above it is not modelled)
+BIG_M = 1e12
 
 @dataclass
 class Cells:
@@ -168,8 +175,17 @@ def _needs_order(S: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def build_model(problem: CompiledProblem, cells: Cells, T: np.ndarray, V: np.ndarray, formulation: str,
-                rows_active: list | None = None, objective: bool = True):
+                rows_active: list | None = None, objective: bool = True,
+                tail: tuple[np.ndarray, np.ndarray] | None = None):
     """The MILP over breakpoints ``T`` with breakpoint values ``V`` (both cells x K).
+
+    ``tail`` is ``(sigma, delta)`` per cell (:func:`.envelope.tail_bounds`): a cell whose
+    range stops at an artificial cap ``b < hard`` may spend past it, up to its hard cap,
+    through a tail column ``t`` (``s = a + sum(delta_k) + t``) whose value ``v`` obeys
+    ``v <= sigma t`` and ``v <= delta``. With ``tail`` the spend columns keep their true
+    ranges, so the MILP is a relaxation of the true problem (its bound is a bound) whatever
+    the cap; without it (the restricted model of a target) a tail adds no value, which
+    keeps that model a restriction.
 
     Returns the HighsLp, the integrality mask, and index maps needed to read the answer.
     """
@@ -181,7 +197,8 @@ def build_model(problem: CompiledProblem, cells: Cells, T: np.ndarray, V: np.nda
     act = cells.act & ~cells.off
     # spend columns
     s_lo = np.where(act | cells.off, 0.0, np.where(pl, cells.a, problem.lower))
-    s_hi = np.where(cells.off, 0.0, np.where(pl, cells.b, cells.hard))
+    tails = pl & cells.artificial & (cells.b < cells.hard)
+    s_hi = np.where(cells.off, 0.0, np.where(pl & ~tails, cells.b, cells.hard))
     s = B.cols(np.full(n, rate) if objective else np.zeros(n), s_lo, s_hi)
     W = np.diff(T, axis=1)
     valid = (W > 0) & pl[:, None]
@@ -225,6 +242,9 @@ def build_model(problem: CompiledProblem, cells: Cells, T: np.ndarray, V: np.nda
         pa = pcells[act[pcells]]
         if len(pa):
             B.entries(lrow[pa], y[pa], -cells.a[pa])
+        span = np.zeros(n)
+        np.add.at(span, ci, W[ci, ki])
+        tail_map = _tail(B, problem, cells, tails, lrow, w_obj, tail, target_terms, (ci, d, span))
         # ordering: only non-concave curves need it. For a concave curve the LP may take the
         # concave envelope of the lifted points, which still lies above the curve (the bound
         # stays valid) and the plan is evaluated on the true curve anyway
@@ -280,6 +300,11 @@ def build_model(problem: CompiledProblem, cells: Cells, T: np.ndarray, V: np.nda
         lrow[pcells] = link
         B.entries(link, s[pcells], 1.0)
         B.entries(lrow[ci], lam, -T[ci, ki])
+        # the tail opens only from the last breakpoint (its lambda at 1)
+        K_last = T.shape[1] - 1 - np.argmax(pvalid[:, ::-1], axis=1)
+        at_last = ki == K_last[ci]
+        tail_map = _tail(B, problem, cells, tails, lrow, w_obj, tail, target_terms,
+                         (ci[at_last], lam[at_last], np.ones(n)))
         nonconc = pl & ~problem.concave & _needs_order(S, valid).any(axis=1)
         si, sk = np.nonzero(valid & nonconc[:, None])
         order_bins = len(si)
@@ -314,11 +339,22 @@ def build_model(problem: CompiledProblem, cells: Cells, T: np.ndarray, V: np.nda
         # incremental: an active cell adds V0 - E0; sos2: an active cell loses E0 (the lambdas carry V)
         coef = cells.w_row[act_idx] * (base - cells.E0[act_idx])
         target_terms.append((y[act_idx], coef))
-    # activation: s <= b y (and s >= a y for cells without a curve in the model)
+    # activation: s <= b y (and s >= a y for cells without a curve in the model); a cell with a
+    # tail: s - t <= b y and t <= (hard - b) y, which keeps the first row as tight as without
     if len(act_idx):
         r = B.rows(-np.inf, 0.0, len(act_idx))
         B.entries(r, s[act_idx], 1.0)
-        B.entries(r, y[act_idx], -np.where(np.isfinite(s_hi[act_idx]), s_hi[act_idx], 1e12))
+        big = np.where(tails[act_idx], cells.b[act_idx], s_hi[act_idx])
+        B.entries(r, y[act_idx], -np.where(np.isfinite(big), big, BIG_M))
+        if tail_map is not None:
+            tidx, tcols = tail_map[0], tail_map[1]
+            on = act[tidx]
+            if on.any():
+                rt = B.rows(np.full(int(on.sum()), -np.inf), np.zeros(int(on.sum())))
+                B.entries(r[np.searchsorted(act_idx, tidx[on])], tcols[on], -1.0)
+                B.entries(rt, tcols[on], 1.0)
+                width = cells.hard[tidx[on]] - cells.b[tidx[on]]
+                B.entries(rt, y[tidx[on]], -np.where(np.isfinite(width), width, BIG_M))
         nopl = act_idx[~pl[act_idx]]
         if len(nopl):
             r = B.rows(0.0, np.inf, len(nopl))
@@ -349,9 +385,60 @@ def build_model(problem: CompiledProblem, cells: Cells, T: np.ndarray, V: np.nda
         target_row = int(r[0])
     lp, integ = B.lp()
     return lp, integ, {"s": s, "y": y, "rows": row_ids, "target_row": target_row, "curve_cols": curve_cols,
-                       "unit_cols": unit_cols, "delta": delta_map, "z": z_map, "T": T,
+                       "unit_cols": unit_cols, "delta": delta_map, "z": z_map, "T": T, "tail": tail_map,
                        "size": {"columns": B.ncol, "rows": B.nrow, "integer_columns": int(integ.sum()),
                                 "ordering_binaries": int(order_bins)}}
+
+
+def _tail(B: _Builder, problem: CompiledProblem, cells: Cells, tails: np.ndarray, lrow: np.ndarray,
+          w_obj: np.ndarray, tail: tuple[np.ndarray, np.ndarray] | None, target_terms: list, fill):
+    """Tail columns ``t`` (spend past the artificial cap) and ``v`` (their value) of the cells ``tails``.
+
+    ``fill`` is ``(cell, column, full)``: the curve columns of each cell, whose sum reaches
+    ``full[cell]`` when the range is used up to its cap. Where the tail's slope bound may
+    exceed the curve's (non-concave cells, or no slope bound), a binary ``z`` opens the tail
+    only with the range full (``t <= width z``, ``sum >= full z``); without it the model
+    would still be a relaxation, but could value a spend ``s`` at the lifted curve's best
+    point below ``s``, a looser bound that refinement never closes.
+    """
+    idx = np.flatnonzero(tails)
+    if len(idx) == 0:
+        return None
+    width = cells.hard[idx] - cells.b[idx]
+    t = B.cols(np.zeros(len(idx)), 0.0, width)
+    B.entries(lrow[idx], t, -1.0)
+    if tail is None:
+        return (idx, t, None, None, None, None)
+    sigma, delta = tail[0][idx], tail[1][idx]
+    v = B.cols(-w_obj[idx], 0.0, delta)
+    if cells.w_row is not None:
+        target_terms.append((v, cells.w_row[idx]))
+    lim = np.isfinite(sigma)
+    if lim.any():
+        r = B.rows(-np.inf, 0.0, int(lim.sum()))      # v - sigma t <= 0
+        B.entries(r, v[lim], 1.0)
+        B.entries(r, t[lim], -sigma[lim])
+    gate = ~problem.concave[idx] | ~lim
+    zc = -np.ones(problem.n, dtype=int)
+    if gate.any():
+        g = idx[gate]
+        z = B.cols(np.zeros(len(g)), 0.0, 1.0, integer=True)
+        zc[g] = z
+        r1 = B.rows(np.full(len(g), -np.inf), np.zeros(len(g)))     # t - width z <= 0
+        B.entries(r1, t[gate], 1.0)
+        B.entries(r1, z, -np.where(np.isfinite(width[gate]), width[gate], BIG_M))
+        r2 = B.rows(np.zeros(len(g)), np.full(len(g), np.inf))      # sum(curve cols) - full z >= 0
+        rr = -np.ones(problem.n, dtype=int)
+        rr[g] = r2
+        cell, col, full = fill
+        on = zc[cell] >= 0
+        B.entries(rr[cell[on]], col[on], 1.0)
+        B.entries(r2, z, -full[g])
+        if not lim.all():
+            r3 = B.rows(np.full(int((~lim).sum()), -np.inf), np.zeros(int((~lim).sum())))  # v - delta z <= 0
+            B.entries(r3, v[~lim], 1.0)
+            B.entries(r3, zc[idx[~lim]], -delta[~lim])
+    return (idx, t, v, sigma, delta, zc[idx])
 
 
 def unit_row_bounds(row, unit: float | None) -> tuple[float, float]:

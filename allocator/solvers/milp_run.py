@@ -42,6 +42,15 @@ def start_point(maps, problem: CompiledProblem, cells: Cells, spend: np.ndarray,
         full = np.zeros(T.shape[0] * max(W.shape[1], 1), dtype=bool).reshape(T.shape[0], -1)
         full[ci, ki] = x[d] >= W[ci, ki] * (1 - 1e-12)
         x[z] = full[zi, zk].astype(float)
+    if maps.get("tail") is not None:
+        idx, t, v, sigma, delta, z = maps["tail"]
+        past = np.maximum(spend[idx] - T[idx, -1], 0.0)
+        x[t] = past
+        if z is not None:
+            x[z[z >= 0]] = (past[z >= 0] > 0).astype(float)
+        if v is not None:
+            with np.errstate(invalid="ignore"):
+                x[v] = np.minimum(np.where(past > 0, sigma * past, 0.0), delta)
     if problem.unit is not None and len(maps["unit_cols"]):
         x[maps["unit_cols"]] = np.round(spend / problem.unit)
     return x

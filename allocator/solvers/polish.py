@@ -187,8 +187,12 @@ def polish(problem: CompiledProblem, spend: np.ndarray, free: np.ndarray, lo: np
 
 def lagrangian_bound(problem: CompiledProblem, y: dict[str, float], weight: np.ndarray, rate: float,
                      a: np.ndarray, b: np.ndarray, hard: np.ndarray, act: np.ndarray, off: np.ndarray,
-                     cost: np.ndarray, E0: np.ndarray, bnd: dict) -> float:
-    """``L(y)``; ``inf`` when some inner maximum is not bounded within the sampled ranges."""
+                     cost: np.ndarray, E0: np.ndarray, bnd: dict, tail_ok: np.ndarray | None = None) -> float:
+    """``L(y)``; ``inf`` when some inner maximum is not bounded within the sampled ranges.
+
+    Past an artificial cap ``b < hard`` the inner maximum stays within ``[a, b]`` only when
+    the curve is concave from ``b`` on (``tail_ok``) and its slope there is below the price.
+    """
     rows = problem.rows()
     price = np.full(problem.n, float(rate))
     const = 0.0
@@ -211,6 +215,8 @@ def lagrangian_bound(problem: CompiledProblem, y: dict[str, float], weight: np.n
     # lies within the range when the price exceeds the slope there
     d_b = env.evaluate(problem, b[:, None], "slope_left")[:, 0]
     open_end = (b < hard) & (w * np.nan_to_num(d_b, posinf=np.inf) >= price) & ~off
+    if tail_ok is not None:
+        open_end |= (b < hard) & ~tail_ok & ~off
     if np.any(open_end & (w > 0)):
         return np.inf
     best = np.full(n, -np.inf)

@@ -128,10 +128,13 @@ def price_points(problem: CompiledProblem, bnd: dict, prices: np.ndarray, weight
     return out
 
 
-def widen(problem: CompiledProblem, cells: Cells, T: np.ndarray, cells_mask: np.ndarray) -> np.ndarray:
-    """Quadruple the artificial caps of ``cells_mask`` (up to the hard caps); breakpoints for the new range."""
+def widen(problem: CompiledProblem, cells: Cells, T: np.ndarray, cells_mask: np.ndarray,
+          reach: np.ndarray | None = None) -> np.ndarray:
+    """Quadruple the artificial caps of ``cells_mask`` (at least twice ``reach``, the spend a plan
+    took past them; at most the hard caps); breakpoints for the new range."""
     c = cells
-    newb = np.where(cells_mask, np.minimum(c.b * 4.0, c.hard), c.b)
+    want = c.b * 4.0 if reach is None else np.maximum(c.b * 4.0, 2.0 * reach)
+    newb = np.where(cells_mask, np.minimum(want, c.hard), c.b)
     c.artificial = c.artificial & (newb < c.hard)
     grow = newb > c.b
     c.b = newb

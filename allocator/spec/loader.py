@@ -18,16 +18,17 @@ from __future__ import annotations
 import copy
 import json
 import pickle
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 from pydantic import ValidationError
 
-from ..errors import Problem, SpecError
+from ..errors import Problem, SpecError, clip
 from .models import ModelFile, Scenario
 from .overrides import apply_overrides, deep_merge
+from .reading import (MAX_EXTENDS, _Refused, check_plain, confine, default_roots, excerpt, parse_text, read_bytes,
+                      short, syntax_message)
 from .rules import cell_name, check_scenario, precheck_conflicts
 
 MAX_PROBLEMS = 50
@@ -45,43 +46,38 @@ class SpecProblems(SpecError):
             return super()._render()
         head = f"invalid input in {self.source}" if self.source else "invalid input"
         lines = [f"{head} ({len(self.problems)} problems; the first {MAX_PROBLEMS} are listed):"]
-        lines += [f"  - {p if p.field else p.message}" for p in self.problems[:MAX_PROBLEMS]]
+        lines += [f"  - {clip(str(p) if p.field else p.message)}" for p in self.problems[:MAX_PROBLEMS]]
         lines.append(f"  ... and {len(self.problems) - MAX_PROBLEMS} more problems")
         return "\n".join(lines)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e5`` as a float (YAML 1.1 needs a dot: ``1.0e5``)."""
+def read_mapping(path: str | Path, field: str = "file") -> dict[str, Any]:
+    """Parse a YAML or JSON file whose top level is a mapping, within the limits of :mod:`.reading`.
 
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                  |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
-
-
-def read_mapping(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML or JSON file whose top level is a mapping."""
+    Every failure is a :class:`SpecError` naming the file and the place (line or dotted path):
+    a missing or unreadable file, text that is not UTF-8, a syntax error, an alias bomb, deep
+    nesting, a huge integer, a duplicate key, a control character. ``field`` names the reference
+    that led here (``extends``). Messages quote at most a short excerpt of the file
+    (:func:`~.reading.excerpt`); a file outside the allowed folders is never opened.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(Problem("file", f"no such file: {path}"))
-    text = path.read_text(encoding="utf-8")
+    is_json = path.suffix.lower() == ".json"
+    raw = read_bytes(path, field)
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise SpecError(Problem("file", f"is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
-                                        f"{' '.join(str(exc).split())}"), source=str(path)) from None
+        data = parse_text(raw, is_json)
+    except _Refused as exc:
+        if exc.where and not exc.where.startswith("line "):  # a dotted path names the field itself
+            raise SpecError(Problem(exc.where if field == "file" else f"{field}: {exc.where}", exc.message),
+                            source=str(path)) from None
+        where = f" ({exc.where})" if exc.where else ""
+        raise SpecError(Problem(field, f"{exc.message}{where}" if field == "file"
+                                else f"{path} {exc.message}{where}"), source=str(path)) from None
+    except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
+        msg, where = syntax_message(exc, is_json)
+        raise SpecError(Problem(field, f"{msg}{' (' + where + ')' if where else ''}"), source=str(path)) from None
     if not isinstance(data, dict):
-        raise SpecError(Problem("file", f"top level must be a mapping of keys; got {type(data).__name__}"),
-                        source=str(path))
+        raise SpecError(Problem(field, f"top level must be a mapping of keys; got "
+                                       f"{'nothing' if data is None else type(data).__name__}"), source=str(path))
     return data
 
 
@@ -99,7 +95,7 @@ def _problems_from_validation(exc: ValidationError, data: Mapping[str, Any]) -> 
             cell = cell_name(str(seg_id), str(loc[3]))
             loc = loc[4:]
         if cell is not None and loc == ["[key]"]:
-            problems.append(Problem("task", f"unknown task '{err['input']}'; allowed: acquisition, retention, "
+            problems.append(Problem("task", f"unknown task {excerpt(err['input'])}; allowed: acquisition, retention, "
                                             f"winback", cell))
             continue
         # drop pydantic's union-branch labels such as 'float' / 'CLVValue'
@@ -111,14 +107,21 @@ def _problems_from_validation(exc: ValidationError, data: Mapping[str, Any]) -> 
         elif err["type"] == "missing":
             msg = "is required"
         elif "input" in err and err["type"] not in ("missing",):
-            msg = f"{msg}; got {err['input']!r}"
+            msg = f"{msg}; got {excerpt(err['input'])}"
         problems.append(Problem(field, msg, cell))
     return problems
 
 
 def scenario_from_dict(data: Mapping[str, Any], base_dir: str | Path = ".", source: str | None = None,
-                       solver_names: tuple[str, ...] | None = None) -> Scenario:
+                       solver_names: tuple[str, ...] | None = None, allow_files: bool = True,
+                       roots: tuple[str | Path, ...] = (), check_values: bool = True) -> Scenario:
     """Validate a scenario given as a mapping; resolve its ``model`` reference against ``base_dir``.
+
+    File references (``model``, ``extends``) may point inside :func:`~.reading.default_roots` of
+    ``base_dir`` (its parent's tree), ``roots``, or ``$ALLOCATOR_ROOTS``; ``allow_files=False``
+    refuses every file reference (a scenario that came in a request). ``check_values`` walks the
+    mapping for nesting and control characters (:func:`~.reading.check_plain`); callers whose data
+    were checked already (a file read by :func:`read_mapping`, a sweep's validated base) skip it.
 
     Raises
     ------
@@ -129,7 +132,20 @@ def scenario_from_dict(data: Mapping[str, Any], base_dir: str | Path = ".", sour
         raises :class:`~allocator.errors.InfeasibleError`.
     """
     problems: list[Problem] = []
-    data = resolve_mapping(data, base_dir, source, problems=problems)
+    if not isinstance(data, Mapping):
+        raise SpecError(Problem("(top level)", f"must be a mapping of keys; got {type(data).__name__}"), source=source)
+    if check_values:
+        check_plain(data, source)
+    data = resolve_mapping(data, base_dir, source, problems=problems,
+                           roots=default_roots(base_dir, roots) if allow_files else None)
+    if "periods" in data:
+        # a multi-period scenario (allocator.dynamic): say so, rather than "unknown key periods"
+        raise SpecError([Problem("periods", "this is a multi-period scenario: `allocator plan`, `validate`, "
+                                            "`frontier`, `sensitivity`, `whatif`, `sweep` and `uncertainty` "
+                                            "handle it (allocator.dynamic); this command or function does "
+                                            "not (use allocator.plan_dynamic from Python)")], source=source)
+    if data.get("cells") is not None:
+        data = _resolve_cells(data, base_dir, roots, allow_files, problems)
     model_failed = any(p.field == "model" for p in problems)
     try:
         return _checked(Scenario.model_validate(data), problems, model_failed, solver_names, source,
@@ -142,6 +158,27 @@ def scenario_from_dict(data: Mapping[str, Any], base_dir: str | Path = ".", sour
     if sc is None:
         raise SpecProblems(problems, source=source) from None
     return _checked(sc, problems, model_failed, solver_names, source, exact and not model_failed)
+
+
+def _resolve_cells(data: dict[str, Any], base_dir: str | Path, roots: tuple[str | Path, ...], allow_files: bool,
+                   problems: list[Problem]) -> dict[str, Any]:
+    """``cells: PATH``: confine the path, read and validate the table row by row (issue 11)."""
+    if data.get("segments") is not None or data.get("model") is not None:
+        problems.append(Problem("cells", "give either `cells` (a table) or `segments`/`model`, not both"))
+        return data
+    if not allow_files:
+        problems.append(Problem("cells", "file references are not allowed here"))
+        return data
+    try:
+        path = confine(data["cells"], base_dir, default_roots(base_dir, roots), "cells")
+    except SpecError as exc:
+        problems.extend(exc.problems)
+        return data
+    from ..tables import load_cells_table, validate_cells
+
+    table = load_cells_table(path)
+    problems.extend(validate_cells(table, source=path.name))
+    return {**data, "cells": str(path)}   # absolute: compile reads it from anywhere
 
 
 def _checked(sc: Scenario, problems: list[Problem], model_failed: bool, solver_names: tuple[str, ...] | None,
@@ -238,7 +275,7 @@ def _set_aside(data: dict[str, Any], loc: list, drop_items: dict[str, set[int]])
 
 
 def _inline_model(data: dict[str, Any], base_dir: str | Path, source: str | None,
-                  problems: list[Problem] | None = None) -> dict[str, Any]:
+                  problems: list[Problem] | None = None, roots: tuple[Path, ...] | None = ()) -> dict[str, Any]:
     """Fill ``segments`` (and ``samples``, ``currency``) from the model file ``data`` refers to.
 
     With a ``problems`` list, a missing or invalid model file is recorded there (each problem
@@ -251,11 +288,17 @@ def _inline_model(data: dict[str, Any], base_dir: str | Path, source: str | None
     if data.get("segments") is not None:
         _report(Problem("model", "give either `model` or `segments`, not both"), source, problems)
         return data
-    path = (Path(base_dir) / model_ref).resolve()
+    try:
+        path = confine(model_ref, base_dir, roots if roots != () else default_roots(base_dir), "model")
+    except SpecError as exc:
+        if problems is None:
+            raise SpecError(exc.problems, source=source) from None
+        problems.extend(exc.problems)
+        return data
     if problems is None:
         model = load_model(path)
     elif not path.is_file():
-        problems.append(Problem("model", f"no such model file: {model_ref} (looked for {path})"))
+        problems.append(Problem("model", f"no such model file: {short(model_ref)} (looked for {path})"))
         return data
     else:
         try:
@@ -287,7 +330,8 @@ def _report(problem: Problem, source: str | None, problems: list[Problem] | None
 
 
 def resolve_mapping(data: Mapping[str, Any], base_dir: str | Path = ".", source: str | None = None,
-                    _seen: tuple[Path, ...] = (), problems: list[Problem] | None = None) -> dict[str, Any]:
+                    _seen: tuple[Path, ...] = (), problems: list[Problem] | None = None,
+                    roots: tuple[Path, ...] | None = ()) -> dict[str, Any]:
     """Resolve ``extends``, ``model`` and ``overrides`` of a scenario mapping into one plain mapping.
 
     ``extends: base.yaml`` (relative to ``base_dir``) starts from the fully resolved base; the keys of
@@ -300,20 +344,31 @@ def resolve_mapping(data: Mapping[str, Any], base_dir: str | Path = ".", source:
     always raise, since nothing after them can be checked against the right base.
     """
     data = dict(data)
+    if roots == ():
+        roots = default_roots(base_dir)
     ext = data.pop("extends", None)
     overrides = data.pop("overrides", None)
-    data = _inline_model(data, base_dir, source, problems)
+    data = _inline_model(data, base_dir, source, problems, roots)
     if ext is not None:
         if not isinstance(ext, str) or not ext:
-            raise SpecError(Problem("extends", f"must be the path of a scenario file; got {ext!r}"), source=source)
-        base_path = (Path(base_dir) / ext).resolve()
+            raise SpecError(Problem("extends", f"must be the path of a scenario file; got {excerpt(ext)}"),
+                            source=source)
+        try:
+            base_path = confine(ext, base_dir, roots, "extends")
+        except SpecError as exc:
+            raise SpecError(exc.problems, source=source) from None
         if base_path in _seen:
-            chain = " -> ".join(str(p) for p in (*_seen, base_path))
+            chain = " -> ".join(str(p) for p in (*_seen[:5], "...", base_path)) if len(_seen) > 5 else \
+                " -> ".join(str(p) for p in (*_seen, base_path))
             raise SpecError(Problem("extends", f"scenario files extend each other in a cycle: {chain}"),
                             source=source)
+        if len(_seen) >= MAX_EXTENDS:
+            raise SpecError(Problem("extends", f"the chain of `extends` is longer than {MAX_EXTENDS} files "
+                                               f"(reached {base_path}); flatten some of them"), source=source)
         if not base_path.is_file():
             raise SpecError(Problem("extends", f"no such file: {base_path}"), source=source)
-        base = resolve_mapping(read_mapping(base_path), base_path.parent, str(base_path), (*_seen, base_path))
+        base = resolve_mapping(read_mapping(base_path, field="extends"), base_path.parent,
+                               str(base_path), (*_seen, base_path), roots=roots)
         base.pop("variants", None)
         if data.get("segments") is not None:
             base.pop("model", None)
@@ -321,7 +376,8 @@ def resolve_mapping(data: Mapping[str, Any], base_dir: str | Path = ".", source:
         data = deep_merge(base, data)
     if overrides is not None:
         if not isinstance(overrides, Mapping):
-            _report(Problem("overrides", f"must be a mapping of path -> value; got {overrides!r}"), source, problems)
+            _report(Problem("overrides", f"must be a mapping of path -> value; got {excerpt(overrides)}"), source,
+                    problems)
             return data
         if problems is not None:
             data = apply_overrides(data, overrides, problems=problems)
@@ -333,13 +389,15 @@ def resolve_mapping(data: Mapping[str, Any], base_dir: str | Path = ".", source:
     return data
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path, roots: tuple[str | Path, ...] = ()) -> Scenario:
     """Read, validate and resolve a scenario file.
 
     Parameters
     ----------
     path : str or Path
         A ``.yaml``, ``.yml`` or ``.json`` scenario file.
+    roots : tuple of paths
+        Folders, beyond the scenario's own project folder, that ``model`` and ``extends`` may read.
 
     Returns
     -------
@@ -350,7 +408,8 @@ def load_scenario(path: str | Path) -> Scenario:
 
     path = Path(path)
     data = read_mapping(path)
-    return scenario_from_dict(data, base_dir=path.parent, source=str(path), solver_names=(AUTO, *SOLVERS))
+    return scenario_from_dict(data, base_dir=path.parent, source=str(path), solver_names=(AUTO, *SOLVERS),
+                              roots=roots, check_values=False)
 
 
 def load_model(path: str | Path) -> ModelFile:

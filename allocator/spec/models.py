@@ -103,6 +103,9 @@ class SolverOptions(_Strict):
         default="incremental", description="piecewise formulation of the global solver")
     breakpoints: int = Field(default=16, ge=4, le=512, description="initial breakpoints per curve (global solver)")
     time_limit: float | None = Field(default=None, gt=0.0, description="seconds for the global solver")
+    partial_targeting: bool = Field(default=False, description="envelope solver: a cell may treat a share of its "
+                                                               "members at the tangent spend (the plan is then "
+                                                               "exactly optimal; the share is reported)")
 
 
 class Scenario(_Strict):
@@ -115,6 +118,8 @@ class Scenario(_Strict):
     budget: BudgetSpec | None = None
     model: str | None = Field(default=None, description="path of a model file, relative to this file")
     segments: list[SegmentSpec] | None = None
+    cells: str | None = Field(default=None, description="path of a cells table (.parquet or .csv), one row per "
+                                                        "cell, relative to this file; in place of segments")
     solver: SolverOptions = Field(default_factory=SolverOptions)
     budgets: list[NamedBudget] = Field(default_factory=list, description="named pots, each covering a group")
     constraints: list[Constraint] = Field(default_factory=list, description="planning rules (see the README, 'The constraint language')")

@@ -22,6 +22,7 @@ import re
 from typing import Any, Mapping
 
 from ..errors import Problem, SpecError
+from .reading import excerpt
 
 _TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
 _PATH = re.compile(r"(?:[^.\[\]]+|\[[^\]]+\])(?:\.?\[[^\]]+\]|\.[^.\[\]]+)*")
@@ -31,7 +32,7 @@ ARITHMETIC = ("scale", "add")
 def parse_path(path: str) -> list[str]:
     """Split a dotted override path into its parts (``[..]`` keeps dots inside one part)."""
     if not isinstance(path, str) or not path.strip():
-        raise SpecError(Problem("overrides", f"a path must be a non-empty string; got {path!r}"))
+        raise SpecError(Problem("overrides", f"a path must be a non-empty string; got {excerpt(path)}"))
     if not _PATH.fullmatch(path):
         raise SpecError(Problem("overrides", f"cannot read path '{path}': use dotted keys, e.g. "
                                              "segments.enterprise.tasks.acquisition.curve.rate"))
@@ -48,9 +49,9 @@ def _combine(old: Any, value: Any, path: str) -> Any:
         return copy.deepcopy(value)
     op, arg = next(iter(value.items()))
     if isinstance(old, bool) or not isinstance(old, (int, float)):
-        raise SpecError(Problem(path, f"`{op}` needs a number to change; found {old!r}"))
+        raise SpecError(Problem(path, f"`{op}` needs a number to change; found {excerpt(old)}"))
     if isinstance(arg, bool) or not isinstance(arg, (int, float)):
-        raise SpecError(Problem(path, f"`{op}` takes a number; got {arg!r}"))
+        raise SpecError(Problem(path, f"`{op}` takes a number; got {excerpt(arg)}"))
     return old * arg if op == "scale" else old + arg
 
 
@@ -108,7 +109,7 @@ def apply_override(data: dict[str, Any], path: str, value: Any) -> int:
         else:
             if wild:
                 return
-            raise SpecError(Problem(path, f"'{where}' is {node!r}, not a mapping or list, so it has no '{key}'"))
+            raise SpecError(Problem(path, f"'{where}' is {excerpt(node)}, not a mapping or list, so it has no '{key}'"))
 
     def _set(container: Any, key: Any, wild: bool) -> None:
         nonlocal hits
@@ -118,7 +119,7 @@ def apply_override(data: dict[str, Any], path: str, value: Any) -> int:
             if old is None:
                 old = []
             if not isinstance(old, list):
-                raise SpecError(Problem(path, f"`+` appends to a list; found {old!r}"))
+                raise SpecError(Problem(path, f"`+` appends to a list; found {excerpt(old)}"))
             container[key] = old + (copy.deepcopy(value) if isinstance(value, list) else [copy.deepcopy(value)])
         elif is_arithmetic(value):
             if not exists:

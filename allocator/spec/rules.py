@@ -11,8 +11,82 @@ from ..errors import Problem
 from .models import Scenario
 
 
+MAX_MONEY = 1e15
+"""Largest amount of money accepted in any field (spend, value, budget, activation cost): beyond it
+the solvers' arithmetic loses every digit of a cent, and overflows near 1e308."""
+MAX_POOL = 1e12
+"""Largest pool of members in one cell."""
+MAX_PARAM = 1e12
+"""Largest magnitude of a curve parameter."""
+MIN_UNIT = 1e-6
+"""Smallest spend unit; also the budget may hold at most :data:`MAX_UNITS` units."""
+MAX_UNITS = 1e12
+
+
 def cell_name(segment: str, task: str) -> str:
     return f"({segment}, {task})"
+
+
+def _too_large(field: str, value: float | None, limit: float, cell: str | None, what: str) -> list[Problem]:
+    if value is None or abs(value) <= limit:
+        return []
+    return [Problem(field, f"is too large: at most {limit:.0e} in magnitude ({what}); got {value:.3g}", cell)]
+
+
+def check_magnitudes(sc: Scenario) -> list[Problem]:
+    """Every number within the range the solvers compute with, each problem naming field and cell."""
+    problems: list[Problem] = []
+    money = "rescale the currency, e.g. to thousands"
+    if sc.budget is not None:
+        problems += _too_large("budget.total", sc.budget.total, MAX_MONEY, None, money)
+        unit = sc.budget.unit
+        if unit is not None:
+            problems += _too_large("budget.unit", unit, MAX_MONEY, None, money)
+            if unit < MIN_UNIT:
+                problems.append(Problem("budget.unit", f"is too small: at least {MIN_UNIT:g}; got {unit:.3g}"))
+            elif sc.budget.total is not None and sc.budget.total / unit > MAX_UNITS:
+                problems.append(Problem("budget.unit", f"gives {sc.budget.total / unit:.3g} units in budget.total "
+                                                       f"(at most {MAX_UNITS:.0e}); use a larger unit"))
+    for seg in sc.segments or []:
+        for task, cell in seg.tasks.items():
+            name = cell_name(seg.id, task)
+            problems += _too_large("pool", cell.pool, MAX_POOL, name, "members in the cell")
+            for f in ("min_spend", "max_spend", "current_spend", "min_active_spend", "activation_cost"):
+                problems += _too_large(f, getattr(cell, f), MAX_MONEY, name, money)
+            if isinstance(cell.value, float | int):
+                problems += _too_large("value", float(cell.value), MAX_MONEY, name, money)
+            else:
+                problems += _too_large("value.clv.margin", cell.value.clv.margin, MAX_MONEY, name, money)
+            for k, v in cell.curve.items():
+                if isinstance(v, float | int) and not isinstance(v, bool):
+                    problems += _too_large(f"curve.{k}", float(v), MAX_PARAM, name, "rescale the spend unit")
+    for b in sc.budgets:
+        problems += _too_large(f"budgets.{b.name}.total", b.total, MAX_MONEY, None, money)
+    for c in sc.constraints:
+        for k, v in c.model_dump().items():
+            if isinstance(v, float | int) and not isinstance(v, bool):
+                problems += _too_large(f"constraints.{getattr(c, 'name', '?')}.{k}", float(v), MAX_MONEY, None,
+                                       money)
+    return problems
+
+
+def _check_clv(clv, name: str) -> list[Problem]:
+    """A lifetime value that is finite and of a size the solvers handle."""
+    from ..value.clv import lifetime_value
+
+    if clv.horizon is None and clv.retention / (1.0 + clv.discount) >= 1.0:
+        return [Problem("value.clv", f"retention ({clv.retention:g}) must be below 1 + discount "
+                                     f"({1.0 + clv.discount:g}) with no horizon, else the lifetime value is "
+                                     f"infinite; set a horizon or a larger discount", name)]
+    try:
+        v = lifetime_value(clv.margin, clv.retention, clv.discount,
+                           clv.horizon if clv.horizon is not None else float("inf"), clv.timing)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        v = float("inf")
+    if not abs(v) <= MAX_MONEY:
+        return [Problem("value.clv", f"gives a lifetime value of {v:.3g}, above {MAX_MONEY:.0e}; "
+                                     f"check retention, discount and horizon", name)]
+    return []
 
 
 def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) -> list[Problem]:
@@ -20,8 +94,15 @@ def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) ->
     problems: list[Problem] = []
     if solver_names is not None and sc.solver.name not in solver_names:
         problems.append(Problem("solver.name", f"unknown solver '{sc.solver.name}'; known: {', '.join(solver_names)}"))
+    if sc.segments is None and getattr(sc, "cells", None) is not None:
+        # the table was validated by the loader, row by row; rule selectors are checked when the
+        # table is compiled (allocator.tables), with the messages of check_constraints
+        return problems + check_magnitudes(sc)
     if sc.segments is None:
-        problems.append(Problem("segments", "the scenario has neither `segments` nor a `model` file"))
+        problems.append(Problem("segments", "the scenario has neither `segments` nor a `model` file (nor a `cells` table)"))
+        return problems
+    if not sc.segments:
+        problems.append(Problem("segments", "lists no segments; a scenario needs at least one segment with a task"))
         return problems
     seen: set[str] = set()
     for seg in sc.segments:
@@ -48,11 +129,15 @@ def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) ->
                 if clv.discount == 0 and clv.retention == 1 and clv.horizon is None:
                     problems.append(Problem("value.clv", "retention 1 with discount 0 and no horizon gives an "
                                                          "infinite lifetime value; set a horizon or a discount", name))
+                else:
+                    problems.extend(_check_clv(clv, name))
             elif cell.value < 0:
                 problems.append(Problem("value", f"must be >= 0; got {cell.value:g}", name))
     from ..constraints import check_constraints  # late import: the compiler imports this package
 
-    problems.extend(check_constraints(sc))
+    problems.extend(check_magnitudes(sc))
+    with np.errstate(all="ignore"):  # a number too large is reported above, not as an overflow warning
+        problems.extend(check_constraints(sc))
     return problems
 
 

@@ -56,6 +56,14 @@ def cell_value(v: Any) -> Any:
     return str(v)
 
 
+def _as_text(cells: Iterable[Any]) -> None:
+    """Keep text that starts with ``=`` as text: openpyxl would store it as a formula, and a segment id
+    like ``=HYPERLINK(...)`` must never run in the reader's spreadsheet (formula injection)."""
+    for cell in cells:
+        if cell.data_type == "f":
+            cell.data_type = "s"
+
+
 def _shown(v: Any, fmt: str | None) -> str:
     """Roughly the text Excel shows for ``v`` under ``fmt`` (to fit column widths)."""
     if v is None:
@@ -82,6 +90,7 @@ def write_table(ws: Worksheet, df: pd.DataFrame, formats: dict[str, str] | None 
     notes = notes or {}
     cols = list(df.columns)
     ws.append([str(c) for c in cols])
+    _as_text(ws[1])
     for c, name in enumerate(cols, start=1):
         h = ws.cell(row=1, column=c)
         h.font, h.fill = HEADER_FONT, HEADER_FILL
@@ -90,6 +99,7 @@ def write_table(ws: Worksheet, df: pd.DataFrame, formats: dict[str, str] | None 
             h.comment = Comment(notes[name], "allocator", width=320, height=90)
     for row in df.itertuples(index=False, name=None):
         ws.append([cell_value(v) for v in row])
+        _as_text(ws[ws.max_row])
     widths = [len(str(c)) for c in cols]
     for c, name in enumerate(cols, start=1):
         fmt = formats.get(name)
@@ -127,6 +137,7 @@ def write_pairs(ws: Worksheet, rows: list[tuple[str, Any, str | None, str | None
         note = None if formula else extra
         ws.append([label, value, formula, note])
         r = ws.max_row
+        _as_text([ws.cell(row=r, column=c) for c in (1, 2, 4)])
         if fmt and value is not None and not isinstance(value, str):
             ws.cell(row=r, column=2).number_format = fmt
         if formula and fmt:
