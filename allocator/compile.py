@@ -9,6 +9,7 @@ import numpy as np
 
 from .constraints import CellLabels, compile_constraints
 from .curves import get_family
+from .curves.product import ProductFamily
 from .errors import InfeasibleError
 from .problem import CompiledProblem, CurveBlock
 from .spec.models import Scenario, TaskSpec
@@ -32,6 +33,10 @@ def compile_scenario(sc: Scenario) -> CompiledProblem:
     ``pool * domain_max`` of its curve (e.g. the peak of a curve that rises then
     falls), so no solver ever spends past a peak.
 
+    A cell with a ``value_curve`` ``w`` gets the composite curve ``p(x) * w(x)``
+    (:class:`~allocator.curves.product.ProductFamily`) and keeps its ``value``, so its
+    expected value is ``pool * value * p(x) * w(x)``.
+
     Raises
     ------
     InfeasibleError
@@ -46,7 +51,8 @@ def compile_scenario(sc: Scenario) -> CompiledProblem:
         return compile_table(sc, load_cells_table(cells))
     _raise_lock_conflicts(sc)
     seg, task, pool, value, lo, hi, cur = [], [], [], [], [], [], []
-    by_family: dict[str, list[tuple[int, dict]]] = defaultdict(list)
+    # cells without a value curve group by family; with one, by (family, value family)
+    by_family: dict[str | tuple[str, str], list[tuple[int, dict]]] = defaultdict(list)
     for s in sc.segments or []:
         for t, cell in s.tasks.items():
             i = len(seg)
@@ -58,12 +64,17 @@ def compile_scenario(sc: Scenario) -> CompiledProblem:
             hi.append(math.inf if cell.max_spend is None else cell.max_spend)
             cur.append(math.nan if cell.current_spend is None else cell.current_spend)
             raw = {k: v for k, v in cell.curve.items() if k != "family"}
-            by_family[cell.curve["family"]].append((i, raw))
+            if cell.value_curve is None:
+                by_family[cell.curve["family"]].append((i, raw))
+            else:
+                vraw = {k: v for k, v in cell.value_curve.items() if k != "family"}
+                by_family[(cell.curve["family"], cell.value_curve["family"])].append(
+                    (i, {"curve": raw, "value_curve": vraw}))
     pool_a = np.array(pool, float)
     upper = np.array(hi, float)
     blocks = []
     for name, items in by_family.items():
-        fam = get_family(name)
+        fam = get_family(name) if isinstance(name, str) else ProductFamily(*map(get_family, name))
         idx = np.array([i for i, _ in items], dtype=int)
         params = fam.pack([r for _, r in items])
         blocks.append(CurveBlock(fam, idx, params))

@@ -118,7 +118,20 @@ def _totals(df: pd.DataFrame, key: str) -> dict[str, dict[str, float]]:
     g["net_value"] = g["expected_value"] - g["spend"] - g["activation_cost"]
     total = g["spend"].sum()
     g["spend_share"] = g["spend"] / total if total > 0 else 0.0
-    return {str(k): {c: float(v) for c, v in row.items()} for k, row in g.iterrows()}
+    return {str(k): {c: float(v) for c, v in row.items()} for k, row in g.to_dict("index").items()}
+
+
+def value_factors(problem: CompiledProblem, spend: np.ndarray) -> np.ndarray:
+    """Per cell, the value curve's factor ``w(x)`` on the value of a success (1 without a value curve)."""
+    out = np.ones(problem.n)
+    x = np.asarray(spend, float) / problem.pool
+    for b in problem.blocks:
+        vf = getattr(b.family, "value_factor", None)
+        if vf is not None:
+            w = np.asarray(vf(x[b.index], b.params), float)
+            # a factor of 0 leaves p undetermined from p w: show the response curve's own value there
+            out[b.index] = np.where(w != 0, w, 1.0)
+    return out
 
 
 def _status(report: OptimalityReport, result: SolveResult) -> str:
@@ -164,8 +177,10 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
     # approximate solvers declare the resolution they refine marginal returns to
     report = check_optimality(problem, s, rtol=max(1e-6, float(result.info.get("kkt_tolerance", 0.0))))
     d = report.decomposition
-    rate = problem.response(s)
-    ev = problem.pool * problem.value * rate
+    # with a value curve the compiled response is p(x) w(x); the table shows p and the value of a success
+    factor = value_factors(problem, s)
+    rate = problem.response(s) / factor
+    ev = problem.pool * problem.value * rate * factor
     act = activation_per_cell(problem, s)
     things = binding_things(problem, s, d, report.binding, report.activity, result.constraint_duals)
     df = pd.DataFrame({
@@ -177,7 +192,7 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
     df["required_return"] = d.required_value()
     df["binding_rules"] = binding_rules(d, things, problem)
     df["reason"] = reasons(problem, d, s)
-    df["value_per_success"] = problem.value
+    df["value_per_success"] = problem.value * factor
     df["activation_cost"] = act
     df["net_value"] = ev - s - act
     df["min_spend"] = problem.lower

@@ -138,8 +138,12 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("executor", ["serial", "threads", "local"])
-def test_sweep_killed_keeps_finished_variants_and_its_workers_die(tmp_path, executor):
+def _kill_sweep_and_rerun(tmp_path: Path, executor: str) -> set[int]:
+    """Kill ``allocator sweep`` by ``kill -9`` once >= 5 variants are logged; check what it kept and re-run it.
+
+    Returns the sweep's child processes seen just before the kill (its local workers, if any).
+    Every wait is bounded.
+    """
     write_yaml(tmp_path / "base.yaml", scenario({(f"s{i}", "acquisition"): exp_cell(100 + i, 50, 0.5, 1.0)
                                                  for i in range(300)}, budget=10_000.0))
     f = write_yaml(tmp_path / "s.yaml", {"extends": "base.yaml", "variants": {"grid": {
@@ -149,20 +153,101 @@ def test_sweep_killed_keeps_finished_variants_and_its_workers_die(tmp_path, exec
             "--chunksize", "1", "--workers", "2", "--quiet", "--no-progress"]
     proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = out / "results.jsonl"
-    deadline = time.time() + 120
+    deadline = time.time() + 60
     while time.time() < deadline and (not log.exists() or len(log.read_bytes().splitlines()) < 5):
+        assert proc.poll() is None, proc.stderr.read().decode()
         time.sleep(0.05)
     workers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=10)
+    proc.stderr.close()
     kept = [json.loads(x) for x in log.read_bytes().splitlines() if x.strip().endswith(b"}")]
     assert 5 <= len(kept) < 120 and not (out / "summary.csv").exists()
     time.sleep(1.5)  # the workers' watchdog looks every half second
     assert not any(_alive(w) for w in workers), f"workers outlived the sweep: {workers}"
-    rerun = subprocess.run(args[:-2] + ["--no-progress"], env=ENV, capture_output=True, text=True)
+    rerun = subprocess.run(args[:-2] + ["--no-progress"], env=ENV, capture_output=True, text=True, timeout=60)
     assert rerun.returncode == 0, rerun.stderr
     reused = int(re.search(r"reused (\d+)", rerun.stdout).group(1))
     assert reused == len(kept)
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 120 and set(summary["status"]) == {"optimal"}
     assert _debris(out) == [".sweep.lock"]
+    return workers
+
+
+@pytest.mark.parametrize("executor", ["serial", "threads", "local"])
+def test_sweep_killed_keeps_finished_variants_and_its_workers_die(tmp_path, executor):
+    _kill_sweep_and_rerun(tmp_path, executor)
+
+
+CLUSTER = """
+import sys
+from distributed import LocalCluster
+
+if __name__ == "__main__":
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           scheduler_port=0, dashboard_address=None, memory_limit="2GiB")
+    print(cluster.scheduler_address, flush=True)
+    sys.stdin.read()  # up until the test closes our stdin (or dies)
+    cluster.close(timeout=20)
+"""
+
+
+def _group(pgid: int) -> set[int]:
+    """Live processes of a process group."""
+    members = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.add(int(stat.parent.name))
+    return members
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A Dask LocalCluster (scheduler, two nannies, two worker processes) on loopback, in its own process group.
+
+    The cluster is this test's own: it is shared infrastructure to the sweep, which must leave it up
+    when killed (a sweep only ever ends its *own* local workers), so the test ends it here.
+    """
+    import selectors
+
+    pytest.importorskip("distributed", reason="the Dask executor needs distributed (pip install 'allocator[dask]')")
+    script = tmp_path / "cluster.py"
+    script.write_text(CLUSTER)
+    proc = subprocess.Popen([sys.executable, str(script)], env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout=30):
+            raise TimeoutError("the Dask LocalCluster did not start within 30 s")
+        address = proc.stdout.readline().strip()
+        assert address.startswith("tcp://127.0.0.1:"), f"cluster did not start: {address!r}"
+        yield proc, address
+    finally:
+        proc.stdin.close()  # the cluster closes itself; if it does not, its whole group is killed
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        deadline = time.time() + 15
+        while _group(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        left = _group(proc.pid)
+        if left:
+            os.killpg(proc.pid, signal.SIGKILL)
+        assert not left, f"Dask cluster processes outlived the test: {left}"
+
+
+def test_sweep_on_dask_killed_keeps_finished_variants_and_leaves_the_cluster_up(tmp_path, dask_cluster):
+    cluster, address = dask_cluster
+    members = _group(cluster.pid)
+    assert len(members) >= 3  # the scheduler process, nannies and their workers
+    _kill_sweep_and_rerun(tmp_path, address.replace("tcp://", "dask://"))
+    # the killed sweep left the cluster running (the re-run above used it): it is not the sweep's to end
+    assert cluster.poll() is None and _group(cluster.pid) >= {cluster.pid}

@@ -26,6 +26,9 @@ def register(sub) -> None:
     f.add_argument("--method", choices=("auto", "path", "resolve"), default="auto",
                    help="auto (multiplier path where it applies), path, or resolve every budget")
     f.add_argument("--out", metavar="DIR", help="output folder (default: out/<scenario name>/)")
+    f.add_argument("--xlsx", action="store_true", help="also write DIR/frontier.xlsx (Frontier and Events sheets)")
+    f.add_argument("--html", action="store_true",
+                   help="also write DIR/report.html (the frontier chart and its table; one file, opens offline)")
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(handler=run_frontier)
 
@@ -99,14 +102,41 @@ def _run_dynamic_frontier(args) -> int:
     from ..dynamic import compile_dynamic, load_dynamic
     from ..dynamic.analysis import dynamic_frontier
 
+    if getattr(args, "html", False):
+        from ..errors import Problem, SpecError
+
+        raise SpecError(Problem("--html", "is not available for multi-period frontiers yet; use --xlsx, or "
+                                          "`allocator plan SCENARIO --html` for the plan's report"))
     dsc = load_dynamic(args.scenario)
     table = dynamic_frontier(compile_dynamic(dsc), np.linspace(args.start, args.stop, args.points))
     out = _out(args, dsc.name)
-    files = write_unit(out, {"frontier.csv": csv_text(table, float_format=FLOAT)})
+    unit: dict[str, str | bytes] = {"frontier.csv": csv_text(table, float_format=FLOAT)}
+    if getattr(args, "xlsx", False):
+        from ..workbook.plan_book import frontier_formats
+        from ..workbook.sheets import new_workbook, to_bytes, write_table
+
+        wb = new_workbook()
+        write_table(wb.create_sheet("Frontier"), table, frontier_formats(table, dsc.currency))
+        unit["frontier.xlsx"] = to_bytes(wb)
+    files = write_unit(out, unit)
     if not args.quiet:
         print(table.to_string(index=False))
         print("\nwrote " + ", ".join(str(p) for p in files))
     return 0
+
+
+def _frontier_extras(args, fr, currency: str | None, budget: float | None) -> dict[str, str | bytes]:
+    """``frontier.xlsx`` and ``report.html`` when ``--xlsx`` / ``--html`` ask for them (written with the CSVs)."""
+    extra: dict[str, str | bytes] = {}
+    if getattr(args, "xlsx", False):
+        from ..workbook import frontier_workbook
+
+        extra["frontier.xlsx"] = frontier_workbook(fr, currency)
+    if getattr(args, "html", False):
+        from ..report import frontier_report
+
+        extra["report.html"] = frontier_report(fr, currency, budget)
+    return extra
 
 
 def run_frontier(args) -> int:
@@ -119,8 +149,10 @@ def run_frontier(args) -> int:
     sc = load_scenario(args.scenario)
     fr = budget_frontier(sc, args.start, args.stop, points=args.points, method=args.method)
     out = _out(args, sc.name)
-    files = write_unit(out, {"frontier.csv": csv_text(fr.table, float_format=FLOAT),
-                             "frontier_events.csv": csv_text(fr.events, float_format=FLOAT)})
+    unit: dict[str, str | bytes] = {"frontier.csv": csv_text(fr.table, float_format=FLOAT),
+                                    "frontier_events.csv": csv_text(fr.events, float_format=FLOAT)}
+    unit.update(_frontier_extras(args, fr, sc.currency, sc.budget.total if sc.budget is not None else None))
+    files = write_unit(out, unit)
     if not args.quiet:
         cols = [c for c in ("budget", "marginal_return", "net_value", "total_value", "activation_cost",
                             "spend_acquisition", "spend_retention", "spend_winback", "cells_funded",

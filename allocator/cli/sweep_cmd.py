@@ -24,12 +24,29 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, help="local processes or threads (default: number of cores)")
     p.add_argument("--chunksize", type=int, help="variants per task (default: automatic)")
     p.add_argument("--restart", action="store_true", help="ignore finished variants in the output folder")
+    p.add_argument("--xlsx", action="store_true",
+                   help="also write DIR/sweep.xlsx (Summary and Cells sheets: summary.csv and cells.csv)")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="draw the progress bar even when stderr is not a terminal")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(handler=run)
+
+
+def _write_workbook(res, out: Path, sweep: Sweep) -> list[Path]:
+    """``DIR/sweep.xlsx`` from the sweep's tables, swapped in as one unit with the CSVs it copies.
+
+    :func:`run_sweep` has written cells.csv and summary.csv already; they are written again here,
+    byte for byte as it wrote them, in the same :func:`write_unit` swap as the workbook, so the
+    folder never ends with a workbook and tables from different runs.
+    """
+    from ..io import csv_text, write_unit
+    from ..workbook import sweep_workbook
+
+    return write_unit(out, {"cells.csv": csv_text(res.cells, float_format="%.12g"),
+                            "summary.csv": csv_text(res.summary, float_format="%.12g"),
+                            "sweep.xlsx": sweep_workbook(res, sweep.base.currency)})
 
 
 def run(args) -> int:
@@ -59,6 +76,8 @@ def run(args) -> int:
         print(f"interrupted: {saved} of {len(sweep.variants)} variants are saved in {out / RESULTS_LOG}; "
               f"run the same command again to resume", file=sys.stderr)
         return 130
+    if getattr(args, "xlsx", False):
+        res.files = [*res.files, *(p for p in _write_workbook(res, out, sweep) if p not in res.files)]
     if not args.quiet:
         s = res.summary
         counts = ", ".join(f"{n} {k}" for k, n in s["status"].value_counts().items())

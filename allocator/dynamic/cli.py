@@ -38,7 +38,10 @@ def run_plan(args) -> int:
     sc = load_dynamic(args.scenario)
     plan = plan_dynamic(compile_dynamic(sc), getattr(args, "tolerance", None))
     out = Path(args.out) if args.out else Path("out") / sc.name
-    paths = plan.write(out)
+    if getattr(args, "xlsx", False) or getattr(args, "html", False):
+        paths = _write_with_extras(plan, sc, out, args)
+    else:
+        paths = plan.write(out)
     if getattr(args, "json", False):
         import json
 
@@ -54,6 +57,31 @@ def run_plan(args) -> int:
         print(f"error: the plan is not certified optimal (status {plan.summary['status']})", file=sys.stderr)
         return 4
     return 0
+
+
+def _write_with_extras(plan, sc, out: Path, args) -> list[Path]:
+    """plan.csv, flows.csv and summary.json with ``plan.xlsx`` (``--xlsx``) and ``report.html`` (``--html``),
+    written as one unit: the workbook and the report always describe the CSVs beside them."""
+    import json
+
+    from ..io import write_unit
+    from ..plan import _jsonable
+    from ..workbook import scenario_hash
+
+    meta = {"scenario_hash": scenario_hash(sc)}
+    files: dict[str, str | bytes] = {
+        "plan.csv": plan.table.to_csv(index=False, float_format="%.10g"),
+        "flows.csv": plan.flows.to_csv(index=False, float_format="%.10g"),
+        "summary.json": json.dumps(_jsonable(plan.summary), indent=2) + "\n"}
+    if getattr(args, "xlsx", False):
+        from ..workbook import period_plan_workbook
+
+        files["plan.xlsx"] = period_plan_workbook(plan, meta)
+    if getattr(args, "html", False):
+        from ..report import period_plan_report
+
+        files["report.html"] = period_plan_report(plan, meta)
+    return write_unit(out, files)
 
 
 def run_validate(args) -> int:

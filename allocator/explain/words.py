@@ -52,8 +52,10 @@ def formula(problem: CompiledProblem, d: Decomposition, i: int) -> str:
     return text
 
 
-def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i: int, currency: str) -> str:
+def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i: int, currency: str,
+                floor: np.ndarray | None = None) -> str:
     """One sentence on why cell ``i`` sits where it does, with its required return's decomposition."""
+    floor = activation_floor(problem) if floor is None else floor
     b = d.bound[i]
     req = d.required[i]
     f = formula(problem, d, i)
@@ -63,9 +65,8 @@ def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i
         # under a target, returns are in the target's metric per currency unit
         step = f"{step} ({problem.objective.metric} per {cur})"
     if b == BOUND_NONE:
-        floor = activation_floor(problem)[i]
-        if floor > 0 and spend[i] <= floor * (1 + 1e-9):
-            return (f"held at its minimum-if-active spend {_money(floor)}: the next {step} returns "
+        if floor[i] > 0 and spend[i] <= floor[i] * (1 + 1e-9):
+            return (f"held at its minimum-if-active spend {_money(floor[i])}: the next {step} returns "
                     f"{_n(d.right[i])} <= required {_n(req)} = {f}")
         if d.unit_steps:
             return (f"interior (whole units): the next unit returns {_n(d.right[i])} and the last "
@@ -85,7 +86,6 @@ def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i
         return (f"locked at {_money(spend[i])}: returns {_n(d.right[i])} against required {_n(req)} = {f}; "
                 f"the lock is worth {_n(abs(pi))} per {cur} ({where} it would gain that)")
     if b == BOUND_OFF:
-        floor = activation_floor(problem)[i]
         act = problem.activation_cost[i] if problem.activation_cost is not None else 0.0
         best = ""
         if d.off_net is not None and np.isfinite(d.off_net[i]):
@@ -94,23 +94,25 @@ def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i
                     f"{_money(gain)}" + ("" if gain <= 0 else
                                          " to first order, less than making room for it costs (an integer "
                                          "choice, certified by the optimality gap)"))
-        return f"off: running needs at least {_money(floor)} and an activation cost of {_money(act)}{best}"
+        return f"off: running needs at least {_money(floor[i])} and an activation cost of {_money(act)}{best}"
     return ""
 
 
 def reasons(problem: CompiledProblem, d: Decomposition, spend: np.ndarray) -> np.ndarray:
     """:func:`cell_reason` for every cell."""
     cur = problem.currency or ""
-    return np.array([cell_reason(problem, d, spend, i, cur) for i in range(problem.n)], dtype=object)
+    floor = activation_floor(problem)
+    return np.array([cell_reason(problem, d, spend, i, cur, floor) for i in range(problem.n)], dtype=object)
 
 
 def binding_rules(d: Decomposition, binding_things: list[dict], problem: CompiledProblem) -> np.ndarray:
     """Per cell, the names of the priced rules acting on it (``;``-separated), locks and bounds included."""
     out = [list(d.names_on(i)) for i in range(problem.n)]
+    where = {(s, t): i for i, (s, t) in enumerate(zip(problem.segment, problem.task))}
     for t in binding_things:
         if "segment" in t and t["kind"] in ("lock", "min_spend", "max_spend", "min_active", "activation"):
-            hits = np.flatnonzero((problem.segment == t["segment"]) & (problem.task == t["task"]))
-            for i in hits:
+            i = where.get((t["segment"], t["task"]))
+            if i is not None:
                 out[i].append(t["name"])
     return np.array(["; ".join(dict.fromkeys(x)) for x in out], dtype=object)
 

@@ -2,6 +2,7 @@
 
 * :mod:`.charts` -- one function per chart, each a plotly figure carrying the plan's numbers;
 * :mod:`.page` -- the page: headline, charts, tables; :func:`plan_report` returns the HTML text;
+* :mod:`.periods` -- the report of a multi-period plan (by-period flows, spend and shadow price);
 * :mod:`.compare` -- plans side by side (the table needs no plotly; its report does).
 
 plotly (the ``report`` extra) is imported only when a report is drawn: ``import allocator`` and
@@ -46,4 +47,12 @@ def frontier_report(frontier, currency=None, budget=None) -> str:
     return _frontier_report(frontier, currency, budget)
 
 
-__all__ = ["frontier_for", "frontier_report", "plan_report", "require_plotly"]
+def period_plan_report(plan, meta=None) -> str:
+    """One-file HTML report of a multi-period plan; see :func:`allocator.report.periods.period_plan_report`."""
+    require_plotly()
+    from .periods import period_plan_report as _period_plan_report
+
+    return _period_plan_report(plan, meta)
+
+
+__all__ = ["frontier_for", "frontier_report", "period_plan_report", "plan_report", "require_plotly"]

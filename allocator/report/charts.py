@@ -184,6 +184,44 @@ def value_distribution(net: np.ndarray, plan_net: float, label: str) -> go.Figur
     return _layout(fig, f"Net value across parameter samples ({label})", height=360)
 
 
+def period_flows(flows, states: tuple[str, ...] = ("prospects", "active", "lapsed")) -> go.Figure:
+    """Members in each state at the start of each period (stacked bars), from flows.csv's ``start`` column.
+
+    One trace per state; its ``meta`` carries the state, ``x`` the periods and ``y`` the member counts
+    summed over segments, so the chart can be checked against flows.csv.
+    """
+    colors = {"prospects": "#9ecae1", "active": PLANNED, "lapsed": CURRENT}
+    totals = flows.groupby(["period", "state"], sort=False)["start"].sum()
+    periods = list(dict.fromkeys(flows["period"].tolist()))
+    fig = go.Figure()
+    for state in [s for s in states if s in set(flows["state"])]:
+        y = [float(totals.get((p, state), 0.0)) for p in periods]
+        fig.add_trace(go.Bar(x=[str(p) for p in periods], y=y, name=state, marker_color=colors.get(state),
+                             meta={"kind": "members", "state": state},
+                             hovertemplate=f"period %{{x}}<br>{state}: %{{y:,.1f}} members<extra></extra>"))
+    fig.update_layout(barmode="stack", xaxis_title="period", yaxis_title="members at the start of the period")
+    return _layout(fig, "Members by state and period")
+
+
+def period_spend(by_period, currency: str | None = None) -> go.Figure:
+    """Spend per period (bars) and the budget's shadow price per period (line, right axis)."""
+    periods = [str(b["period"]) for b in by_period]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=periods, y=[float(b["spend"]) for b in by_period], name="spend",
+                         marker_color=PLANNED, meta={"kind": "spend"}), secondary_y=False)
+    fig.add_trace(go.Scatter(x=periods, y=[float(b["budget_shadow_price"]) for b in by_period],
+                             name="budget shadow price", mode="lines+markers", line=dict(color=REQUIRED),
+                             meta={"kind": "shadow_price"}), secondary_y=True)
+    if any(b.get("budget") is not None for b in by_period):
+        fig.add_trace(go.Scatter(x=periods, y=[b.get("budget") for b in by_period], name="period budget",
+                                 mode="markers", marker=dict(symbol="line-ew-open", size=24, color="#555"),
+                                 meta={"kind": "budget"}), secondary_y=False)
+    fig.update_yaxes(title_text=f"spend ({currency})" if currency else "spend", secondary_y=False)
+    fig.update_yaxes(title_text="shadow price (equity per unit)", secondary_y=True)
+    fig.update_xaxes(title_text="period")
+    return _layout(fig, "Spend and the budget's shadow price by period")
+
+
 def figure_data(fig: go.Figure) -> list[dict[str, Any]]:
     """The traces as plain dicts (what the browser receives), for tests that check a chart's numbers."""
     return [tr.to_plotly_json() for tr in fig.data]

@@ -1,4 +1,4 @@
-"""Executors and the terminal progress bar used by sweeps.
+"""Executors and the terminal progress bar (rich) used by sweeps.
 
 Every backend is a :class:`concurrent.futures.Executor`, so the sweep loop is one piece of code:
 ``submit`` chunks of variants, collect them with ``as_completed``. Local processes are the default;
@@ -164,21 +164,36 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressBar:
-    """A one-line progress bar: counts, a bar, rate, elapsed and estimated time left.
+    """The sweep's progress bar, drawn by :mod:`rich.progress` on stderr (never stdout).
 
-    Redrawn in place (carriage return) at most every ``min_interval`` seconds and at the end.
+    While the sweep runs, rich draws counts, a bar, the rate, elapsed and estimated time left (a
+    transient display, redrawn at most every ``min_interval`` seconds); :meth:`close` leaves one
+    plain summary line (:meth:`line`) behind, so a log keeps the outcome without control codes.
     """
 
     def __init__(self, total: int, label: str = "variants", stream: TextIO | None = None,
                  width: int = 24, min_interval: float = 0.1, already: int = 0):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
         self.total, self.label, self.width, self.min_interval = total, label, width, min_interval
         self.stream = stream or sys.stderr
         self.already = already
         self.t0 = time.perf_counter()
         self._last = -1.0
         self.done = already
+        # drawn only when asked for (a terminal, or --progress): draw into the stream as a terminal
+        console = Console(file=self.stream, force_terminal=True, highlight=False)
+        self._progress = Progress(MofNCompleteColumn(), TextColumn(label), BarColumn(bar_width=width),
+                                  TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
+                                  TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("left"),
+                                  TimeRemainingColumn(), console=console, auto_refresh=False, transient=True)
+        self._task = self._progress.add_task(label, total=total, completed=already, rate="")
+        self._progress.start()
 
     def line(self, done: int, now: float | None = None) -> str:
+        """The plain-text state: ``50/200 variants [######..] 5.0/s elapsed 0:10 left 0:30``."""
         elapsed = (now or time.perf_counter()) - self.t0
         fresh = done - self.already
         rate = fresh / elapsed if elapsed > 0 else 0.0
@@ -191,12 +206,15 @@ class ProgressBar:
     def update(self, done: int) -> None:
         self.done = done
         now = time.perf_counter()
+        elapsed = now - self.t0
+        rate = (done - self.already) / elapsed if elapsed > 0 else 0.0
+        self._progress.update(self._task, completed=done, rate=f"{rate:.1f}/s")
         if done < self.total and now - self._last < self.min_interval:
             return
         self._last = now
-        self.stream.write("\r" + self.line(done, now))
-        self.stream.flush()
+        self._progress.refresh()
 
     def close(self) -> None:
-        self.stream.write("\r" + self.line(self.done) + "\n")
+        self._progress.stop()
+        self.stream.write(self.line(self.done) + "\n")
         self.stream.flush()

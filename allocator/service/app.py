@@ -77,7 +77,7 @@ class VersionOut(BaseModel):
 class JobOut(BaseModel):
     id: str
     kind: str = Field(description="plan, frontier, sensitivity, whatif, sweep or uncertainty")
-    status: str = Field(description="queued, running, done, failed or cancelled")
+    status: str = Field(description="queued, running, storing (the answer is being stored), done, failed or cancelled")
     progress: dict[str, Any] = Field(description="stage; the global solver's round, upper_bound, gap, elapsed; "
                                                  "a sweep's variants_done of variants")
     plan_id: str | None

@@ -19,7 +19,7 @@ import queue
 import threading
 from typing import Any, Callable
 
-from .store import Store
+from .store import STORING, Store
 
 logger = logging.getLogger("allocator.service")
 
@@ -121,12 +121,16 @@ class JobRunner:
                 self.store.update_job(job_id, status="failed", error={**answer["error"], "request_id": request_id},
                                       progress={"stage": "failed"})
             else:
+                # claim the job before storing its plan, so a cancel that races the answer either wins
+                # (nothing is stored) or is refused (409: the job finished)
+                if not self.store.update_job(job_id, status=STORING, progress={"stage": "storing"}):
+                    return
                 result, plan_id = finish(answer["data"])
-                self.store.update_job(job_id, status="done", result=result, plan_id=plan_id,
+                self.store.update_job(job_id, only_if_active=False, status="done", result=result, plan_id=plan_id,
                                       progress={"stage": "done"})
         except Exception:  # noqa: BLE001 - a failure to record must not kill the thread silently
             logger.exception("request %s: recording job %s failed", request_id, job_id)
-            self.store.update_job(job_id, status="failed", error={"status": 500, "error": "internal",
+            self.store.update_job(job_id, only_if_active=False, status="failed", error={"status": 500, "error": "internal",
                                                                   "request_id": request_id,
                                                                   "message": "the job's answer could not be stored"})
 

@@ -42,6 +42,9 @@ class TaskSpec(_Strict):
     pool: float = Field(gt=0.0, description="members who can respond (prospects, customers, lapsed customers)")
     value: float | CLVValue = Field(description="value of one success: a number or {clv: {...}}")
     curve: dict[str, Any] = Field(description="response curve: {family: NAME, <parameters>}")
+    value_curve: dict[str, Any] | None = Field(
+        default=None, description="value of a success as a function of spend per member: value * w(x), "
+                                  "w any registered family {family: NAME, <parameters>} (absent: w = 1)")
     min_spend: float = Field(default=0.0, ge=0.0, description="least total spend on the cell")
     max_spend: float | None = Field(default=None, ge=0.0, description="most total spend on the cell")
     current_spend: float | None = Field(default=None, ge=0.0, description="today's spend, shown beside the plan")

@@ -60,6 +60,9 @@ def check_magnitudes(sc: Scenario) -> list[Problem]:
             for k, v in cell.curve.items():
                 if isinstance(v, float | int) and not isinstance(v, bool):
                     problems += _too_large(f"curve.{k}", float(v), MAX_PARAM, name, "rescale the spend unit")
+            for k, v in (cell.value_curve or {}).items():
+                if isinstance(v, float | int) and not isinstance(v, bool):
+                    problems += _too_large(f"value_curve.{k}", float(v), MAX_PARAM, name, "rescale the spend unit")
     for b in sc.budgets:
         problems += _too_large(f"budgets.{b.name}.total", b.total, MAX_MONEY, None, money)
     for c in sc.constraints:
@@ -87,6 +90,18 @@ def _check_clv(clv, name: str) -> list[Problem]:
         return [Problem("value.clv", f"gives a lifetime value of {v:.3g}, above {MAX_MONEY:.0e}; "
                                      f"check retention, discount and horizon", name)]
     return []
+
+
+def _check_value_curve(value_curve: dict | None, name: str) -> list[Problem]:
+    """The optional value curve of a cell: a registered family with sound parameters."""
+    if value_curve is None:
+        return []
+    family_name = value_curve.get("family")
+    if not isinstance(family_name, str) or family_name not in FAMILIES:
+        return [Problem("value_curve.family", f"unknown curve family {family_name!r}; "
+                                              f"known: {', '.join(sorted(FAMILIES))}", name)]
+    raw = {k: v for k, v in value_curve.items() if k != "family"}
+    return [Problem(f"value_curve.{param}", msg, name) for param, msg in FAMILIES[family_name].check(raw)]
 
 
 def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) -> list[Problem]:
@@ -121,6 +136,7 @@ def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) ->
                 raw = {k: v for k, v in cell.curve.items() if k != "family"}
                 for param, msg in FAMILIES[family_name].check(raw):
                     problems.append(Problem(f"curve.{param}", msg, name))
+            problems.extend(_check_value_curve(cell.value_curve, name))
             if cell.max_spend is not None and cell.max_spend < cell.min_spend:
                 problems.append(Problem("max_spend", f"must be >= min_spend ({cell.min_spend:g}); "
                                                      f"got {cell.max_spend:g}", name))

@@ -27,6 +27,8 @@ from .tables import api_keys, jobs, plans
 
 KEY_PREFIX = "alk"
 ACTIVE_JOB_STATES = ("queued", "running")
+#: a job whose answer is being stored: no longer cancellable, not yet done
+STORING = "storing"
 FINAL_JOB_STATES = ("done", "failed", "cancelled")
 INTERRUPTED = {"error": "interrupted", "message": "the server stopped while this job ran; submit it again "
                                                   "(plans stored before the stop are kept)"}
@@ -293,9 +295,9 @@ class Store:
         return [self._job(dict(r)) for r in rows]
 
     def fail_interrupted(self) -> int:
-        """Mark every queued or running job failed (called when a server starts: nothing runs them now)."""
+        """Mark every queued, running or storing job failed (called when a server starts: nothing runs them now)."""
         with self.engine.begin() as conn:
-            return conn.execute(update(jobs).where(jobs.c.status.in_(ACTIVE_JOB_STATES))
+            return conn.execute(update(jobs).where(jobs.c.status.in_((*ACTIVE_JOB_STATES, STORING)))
                                 .values(status="failed", error_json=_dumps(INTERRUPTED), updated_at=now())).rowcount
 
 
