@@ -104,7 +104,7 @@ def feasibility(problem: CompiledProblem, spend: np.ndarray, rtol: float) -> tup
 
 
 def estimate_prices(problem: CompiledProblem, spend: np.ndarray, bound: np.ndarray, binding: dict[str, str],
-                    unit_steps: bool = False) -> Prices:
+                    unit_steps: bool = False, slopes: tuple[np.ndarray, np.ndarray] | None = None) -> Prices:
     """The multipliers that make the plan's true marginal returns best meet their required returns."""
     from scipy.optimize import linprog
 
@@ -113,7 +113,7 @@ def estimate_prices(problem: CompiledProblem, spend: np.ndarray, bound: np.ndarr
     obj = problem.objective
     target = obj.kind == "target"
     W = objective_weights(problem)
-    pr, pl = curve_slopes(problem, s, unit_steps)
+    pr, pl = curve_slopes(problem, s, unit_steps) if slopes is None else slopes
     right = capped(W * pr, W * pr)
     left = capped(W * pl, W * pr)
     row_names = [r.name for r in problem.rows() if r.name in binding]
@@ -199,8 +199,10 @@ def check_general(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1e-
                             cls, np.full(n, np.nan), np.zeros(n), applicable=False,
                             note="spend units: whole-unit spends are not stationary points; the certified gap "
                                  "is the evidence of optimality", activity=activity)
-    prices = estimate_prices(problem, s, cls, binding, unit_steps=unit_steps and problem.unit is not None)
-    d = decompose(problem, s, prices, binding, cls, rtol, unit_steps=unit_steps and problem.unit is not None)
+    steps = unit_steps and problem.unit is not None
+    slopes = curve_slopes(problem, s, steps)
+    prices = estimate_prices(problem, s, cls, binding, unit_steps=steps, slopes=slopes)
+    d = decompose(problem, s, prices, binding, cls, rtol, unit_steps=steps, slopes=slopes)
     shadow = {name: prices.money(y) for name, y in prices.rows.items()}
     shadow.update({name: prices.money(mu) for name, mu in prices.efficiency.items()})
     note = ""

@@ -23,7 +23,7 @@ import numpy as np
 
 from .explain.decompose import Decomposition, decompose
 from .explain.prices import (BOUND_LOCKED, BOUND_LOWER, BOUND_NONE, BOUND_OFF, BOUND_UPPER, BOUND_ZERO, Prices,
-                             bound_violations, classify_bounds, classify_cells)
+                             bound_violations, classify_bounds, classify_cells, curve_slopes)
 from .problem import CompiledProblem
 
 __all__ = ["BOUND_LOCKED", "BOUND_LOWER", "BOUND_NONE", "BOUND_OFF", "BOUND_UPPER", "BOUND_ZERO",
@@ -86,13 +86,11 @@ def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 
             feas.append(f"total spend {total:.10g} falls short of budget {B:.10g} with use_all")
         budget_binds = total >= B * (1 - 1e-9) - 1e-9
     bound = classify_bounds(problem, spend)
-    # one-sided marginal returns a hair away from the plan, so that a cell a rounding error past
-    # a kink of a tabulated curve is still seen at the kink
-    nudge = 1e-9 * np.maximum(spend, 1.0)
+    # one-sided marginal returns a hair away from the plan (see curve_slopes); the median below
+    # uses the marginal return at the plan itself
+    slopes = curve_slopes(problem, spend)
     right0 = problem.marginal_return(spend, "right")
-    right = np.minimum(right0, problem.marginal_return(spend + nudge, "right"))
-    left = np.maximum(problem.marginal_return(spend, "left"),
-                      problem.marginal_return(np.maximum(spend - nudge, 0.0), "left"))
+    right, left = problem.value * slopes[0], problem.value * slopes[1]
     interior = bound == BOUND_NONE
     smooth = interior & np.isclose(left, right, rtol=1e-6, atol=0)
 
@@ -119,7 +117,7 @@ def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 
         rows["budget.total"] = lam - 1.0
     prices = Prices(base=1.0, rows=rows)
     cls = classify_cells(problem, spend)
-    d = decompose(problem, spend, prices, binding, cls, rtol)
+    d = decompose(problem, spend, prices, binding, cls, rtol, slopes=slopes)
     comp = list(d.violations)
     kkt = d.kkt_max_deviation
     ok = not feas and not comp and kkt <= rtol

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .money import activation_per_cell, money_of
+from .money import Money, activation_per_cell, money_of
 from .optimality import OptimalityReport, check_optimality
 from .problem import CompiledProblem
 from .solvers import SolveResult
@@ -141,15 +141,10 @@ def _status(report: OptimalityReport, result: SolveResult) -> str:
     return "optimal" if report.ok else "suboptimal"
 
 
-def _baseline(problem: CompiledProblem, spend: np.ndarray, df: pd.DataFrame) -> dict[str, Any] | None:
-    """The plan beside today's spend, over all cells (no baseline given: the cell's minimum), via money_of."""
-    from .analysis.baseline import baseline_spend
-
+def _baseline(problem: CompiledProblem, cur: np.ndarray, plan: Money, df: pd.DataFrame) -> dict[str, Any]:
+    """The plan beside today's spend ``cur`` over all cells (no baseline given: the cell's minimum)."""
     has_cur = ~np.isnan(problem.current_spend)
-    if not has_cur.any():
-        return None
-    cur = baseline_spend(problem)
-    base, plan = money_of(problem, cur), money_of(problem, spend)
+    base = money_of(problem, cur)
     moved = df[["segment", "task", "spend_change"]].sort_values("spend_change")
     return {
         "cells_with_baseline": int(has_cur.sum()), "cells": int(problem.n),
@@ -197,6 +192,8 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
     df["net_value"] = ev - s - act
     df["min_spend"] = problem.lower
     df["max_spend"] = problem.upper
+    money = money_of(problem, s)
+    baseline = None
     has_cur = ~np.isnan(problem.current_spend)
     if has_cur.any():
         cur = baseline_spend(problem)
@@ -205,8 +202,7 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
         df["current_marginal_return"] = problem.marginal_return(cur)
         df["spend_change"] = s - cur
         df["value_change"] = ev - df["current_expected_value"]
-    baseline = _baseline(problem, s, df)
-    money = money_of(problem, s)
+        baseline = _baseline(problem, cur, money, df)
     by_task = _totals(df, "task")
     lam = report.marginal_return
     budget_price = abs(report.shadow_prices.get("budget.total", 0.0)) if report.budget_binds else 0.0

@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..optimality import BOUND_LOWER, BOUND_UPPER
 from ..money import money_of
 from ..plan import Plan
 from ..problem import CompiledProblem
@@ -149,14 +148,6 @@ def shadow_prices(plan: Plan) -> pd.DataFrame:
                      "note": b.get("note")})
     return pd.DataFrame(rows, columns=["constraint", "kind", "side", "shadow_price", "d_net_value_d_bound",
                                        "segment", "task", "note"])
-
-
-def _curve_caps(problem: CompiledProblem) -> np.ndarray:
-    """Spend caps that come from the curves themselves (a response peak), not from ``max_spend``."""
-    out = np.full(problem.n, np.inf)
-    for b in problem.blocks:
-        out[b.index] = problem.pool[b.index] * b.family.domain_max(b.params)
-    return out
 
 
 def sensitivity(plan: Plan | Any) -> Sensitivity:

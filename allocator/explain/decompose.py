@@ -96,7 +96,7 @@ def _row_matrix(problem: CompiledProblem, names: list[str]) -> np.ndarray:
 def required_returns(problem: CompiledProblem, prices: Prices) -> tuple[np.ndarray, list, list]:
     """Required return per cell from ``prices``, with the terms that make it up."""
     n = problem.n
-    names = [k for k, v in prices.rows.items()]
+    names = list(prices.rows)
     A = _row_matrix(problem, names)
     y = np.array([prices.rows[k] for k in names], float)
     num = np.full(n, float(prices.base)) + (A @ y if names else 0.0)
@@ -157,7 +157,8 @@ def _best_running(problem: CompiledProblem, cells: np.ndarray, required: np.ndar
 
 
 def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, binding: dict[str, str],
-              bound: np.ndarray, rtol: float = 1e-6, unit_steps: bool = False) -> Decomposition:
+              bound: np.ndarray, rtol: float = 1e-6, unit_steps: bool = False,
+              slopes: tuple[np.ndarray, np.ndarray] | None = None) -> Decomposition:
     """Required returns from ``prices`` and the checks of every cell against them.
 
     Parameters
@@ -174,10 +175,12 @@ def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, bindi
         Relative tolerance of the marginal conditions.
     unit_steps : bool
         Use whole-unit marginal returns (problems with a spend unit).
+    slopes : tuple of ndarray, optional
+        ``curve_slopes(problem, spend, unit_steps)`` when the caller has them already.
     """
     s = np.asarray(spend, float)
     W = objective_weights(problem)
-    pr, pl = curve_slopes(problem, s, unit_steps)
+    pr, pl = curve_slopes(problem, s, unit_steps) if slopes is None else slopes
     right = capped(W * pr, W * pr)
     left = capped(W * pl, W * pr)
     req, terms, eff_terms = required_returns(problem, prices)

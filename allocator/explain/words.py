@@ -121,7 +121,6 @@ def headline(problem: CompiledProblem, d: Decomposition, summary) -> list[str]:
     """The lines under the totals that state what the plan's marginal returns must be, per objective."""
     cur = problem.currency or "unit"
     obj = problem.objective
-    rules = [b for b in summary.binding_constraints if b["kind"] not in ("budget",) and b["name"] != "budget.total"]
     priced_rows = [k for k, v in d.prices.rows.items() if k != "budget.total"] + list(d.prices.efficiency)
     lines = []
     if obj.kind == "target":
@@ -149,5 +148,4 @@ def headline(problem: CompiledProblem, d: Decomposition, summary) -> list[str]:
         lines.append(f"common marginal return {summary.marginal_return:.6f}"
                      + (f" (budget binds: shadow price {summary.budget_shadow_price:.6f} per {cur})"
                         if summary.budget_binds else " (budget slack: spend stops where a unit returns a unit)"))
-    del rules
     return lines
