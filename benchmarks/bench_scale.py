@@ -8,9 +8,9 @@ Parts (each prints a markdown table; times are wall-clock seconds, memory is pea
 * ``scurve``: the envelope solver against a plain numpy envelope reference (closed-form tangent
   from 0, bisection on the multiplier, the single fractional cell dropped, Lagrangian bound), on
   the hill S-curves of ``tests/helpers.s_curve_problem`` (shape 1.5..3, budget 30%);
-* ``rules``: the dual route against cvxpy + Clarabel (and Ipopt through cvxpy, when installed) on
-  concave problems with pots, floors/caps, a share and a ratio (hill curves with shape 1 so that
-  the problem is DCP);
+* ``rules``: the dual route against cvxpy + Clarabel and Ipopt (a direct cyipopt model,
+  ``tests/ipopt_reference.py``; its time includes its LP start point) on concave problems with pots,
+  floors/caps, a share and a ratio (hill curves with shape 1 so that the problem is DCP);
 * ``dask``: a Parquet cells folder on a 2-worker ``LocalCluster`` against the same solve locally.
 
     python benchmarks/bench_scale.py --part plan --sizes 100000 1000000
@@ -172,21 +172,31 @@ def dcp_constrained(n: int, seed: int = 0):
 def part_rules(sizes: list[int]) -> None:
     from allocator.solvers import solve
     from cvx_reference import cvxpy_solve
+    from ipopt_reference import ipopt_solve
 
-    print("| cells | dual route | its gap | cvxpy + Clarabel | objective, dual - Clarabel (relative) |")
-    print("|---|---|---|---|---|")
+    print("| cells | dual route | its gap | cvxpy + Clarabel | objective, dual - Clarabel (relative) | Ipopt "
+          "| Ipopt status (iterations) | Ipopt max row violation (relative) | objective, dual - Ipopt (relative) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         p = dcp_constrained(n, seed=1)
         t0 = time.perf_counter()
         r = solve(p, "dual", 1e-7)
         t1 = time.perf_counter() - t0
+        v = p.net_value(r.spend)
         try:
             s, t2 = cvxpy_solve(p)
-            diff = (p.net_value(r.spend) - p.net_value(s)) / abs(p.net_value(s))
+            diff = (v - p.net_value(s)) / abs(p.net_value(s))
             ref = f"{t2:.2f} s"
         except Exception as exc:  # noqa: BLE001  (report, do not hide)
             ref, diff = f"failed: {type(exc).__name__}", float("nan")
-        print(f"| {n:,} | {t1:.2f} s | {r.optimality_gap:.1e} | {ref} | {diff:+.1e} |")
+        try:
+            q = ipopt_solve(p, tol=1e-8, time_limit=600.0)
+            ipo = f"{q.seconds:.2f} s | {q.status_text} ({q.iterations}) | {q.max_row_violation:.1e}"
+            idiff = (v - q.net_value) / abs(q.net_value)
+        except Exception as exc:  # noqa: BLE001  (report, do not hide)
+            ipo, idiff = f"failed: {type(exc).__name__} | - | -", float("nan")
+        print(f"| {n:,} | {t1:.2f} s | {r.optimality_gap:.1e} | {ref} | {diff:+.1e} | {ipo} | {idiff:+.1e} |")
+        sys.stdout.flush()
 
 
 # ---------------------------------------------------------------- Dask
