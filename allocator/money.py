@@ -39,10 +39,14 @@ def activation_per_cell(problem: CompiledProblem, spend: np.ndarray) -> np.ndarr
     return np.where(spend > 0, problem.activation_cost, 0.0)
 
 
-def money_of(problem: CompiledProblem, spend: np.ndarray, cells: np.ndarray | None = None) -> Money:
-    """Value, spend, activation cost and net value of ``spend`` (over the boolean mask ``cells``)."""
+def money_of(problem: CompiledProblem, spend: np.ndarray, cells: np.ndarray | None = None,
+             expected_value: np.ndarray | None = None) -> Money:
+    """Value, spend, activation cost and net value of ``spend`` (over the boolean mask ``cells``).
+
+    ``expected_value`` is ``problem.expected_value(spend)`` when the caller has it already.
+    """
     spend = np.asarray(spend, float)
-    ev = problem.expected_value(spend)
+    ev = problem.expected_value(spend) if expected_value is None else expected_value
     act = activation_per_cell(problem, spend)
     if cells is not None:
         ev, spend, act = ev[cells], spend[cells], act[cells]

@@ -116,7 +116,7 @@ def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 
         binding["budget.total"] = "equal" if problem.use_all else "upper"
         rows["budget.total"] = lam - 1.0
     prices = Prices(base=1.0, rows=rows)
-    cls = classify_cells(problem, spend)
+    cls = classify_cells(problem, spend, bound)
     d = decompose(problem, spend, prices, binding, cls, rtol, slopes=slopes)
     comp = list(d.violations)
     kkt = d.kkt_max_deviation

@@ -6,8 +6,9 @@ per cell) and ``plan.summary`` (a :class:`PlanSummary`, serializable to JSON).
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,23 @@ class PlanSummary:
     activation_cost: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        # _jsonable builds fresh dicts and lists, so the deep copy of dataclasses.asdict is not needed
+        # (it cost more than the rest of the plan on a small scenario)
+        return _jsonable({f.name: getattr(self, f.name) for f in fields(self)})
 
 
 def _jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers, tuples as lists and non-finite floats as ``None``."""
+    t = type(obj)
+    # exact-type fast paths first: a summary of a million cells holds millions of plain floats
+    if t is float:
+        return obj if math.isfinite(obj) else None
+    if t is str or t is int or t is bool or obj is None:
+        return obj
+    if t is dict:
+        # finite floats and text, the bulk of a large summary, are kept without a call each
+        return {str(k): v if (type(v) is float and v - v == 0) or type(v) is str else _jsonable(v)
+                for k, v in obj.items()}
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -76,6 +90,8 @@ def _jsonable(obj: Any) -> Any:
         return int(obj)
     if isinstance(obj, np.bool_):
         return bool(obj)
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(asdict(obj))
     return obj
 
 
@@ -110,15 +126,70 @@ class Plan:
         return write_plan_files(self, Path(out_dir))
 
 
-def _totals(df: pd.DataFrame, key: str) -> dict[str, dict[str, float]]:
-    cols = ["spend", "expected_value", "expected_successes", "activation_cost"]
-    g = df.groupby(key, sort=False)[[c for c in cols if c in df]].sum()
-    if "activation_cost" not in g:
-        g["activation_cost"] = 0.0
-    g["net_value"] = g["expected_value"] - g["spend"] - g["activation_cost"]
-    total = g["spend"].sum()
-    g["spend_share"] = g["spend"] / total if total > 0 else 0.0
-    return {str(k): {c: float(v) for c, v in row.items()} for k, row in g.to_dict("index").items()}
+_TOTAL_COLUMNS = ("spend", "expected_value", "expected_successes", "activation_cost")
+
+
+def _totals(key: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per value of ``key`` (in order of first appearance): spend, value, successes, activation cost,
+    net value and spend share.
+
+    The sums are those of ``DataFrame.groupby(key, sort=False).sum()`` to the last bit
+    (:func:`group_sums`), without building a DataFrame: on a small plan the frame cost more than
+    the arithmetic.
+    """
+    codes, uniques = pd.factorize(np.asarray(key, dtype=object), sort=False)
+    sums = group_sums(codes, len(uniques), np.vstack([columns[c] for c in _TOTAL_COLUMNS]))
+    spend, value, successes, act = (sums[:, j] for j in range(4))
+    net = value - spend - act
+    total = np.sum(spend)
+    share = spend / total if total > 0 else np.zeros(len(uniques))
+    names = [str(k) for k in uniques]
+    return {k: {"spend": a, "expected_value": b, "expected_successes": c, "activation_cost": d,
+                "net_value": e, "spend_share": f}
+            for k, a, b, c, d, e, f in zip(names, spend.tolist(), value.tolist(), successes.tolist(), act.tolist(),
+                                           net.tolist(), share.tolist())}
+
+
+def group_sums(codes: np.ndarray, groups: int, values: np.ndarray) -> np.ndarray:
+    """Sums of ``values`` (columns x cells) per group code, bit for bit as ``DataFrame.groupby().sum()``.
+
+    Plans have always printed pandas' totals, and pandas sums in two ways: ``np.add.reduceat`` when
+    every group's rows are contiguous (pandas >= 3.1) and a compensated (Kahan) loop otherwise;
+    ``np.bincount`` would change last digits. Both are called here directly, without a frame (on a
+    small plan the frame cost more than the arithmetic); ``tests/test_plan_speed_equivalence.py``
+    pins the result to pandas' own. Returns groups x columns.
+    """
+    values = np.ascontiguousarray(values, dtype=float)
+    codes = np.asarray(codes, np.intp)
+    n = len(codes)
+    if n == 0 or groups == 0:
+        return np.zeros((groups, len(values)))
+    if _PANDAS_REDUCEAT and np.all(codes[1:] >= codes[:-1]) and not np.isnan(values).any():
+        starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
+        out = np.zeros((len(values), groups))
+        out[:, codes[starts]] = np.add.reduceat(values, starts, axis=1)
+        return out.T
+    try:
+        from pandas._libs.groupby import group_sum
+
+        out = np.zeros((groups, len(values)))
+        group_sum(out=out, counts=np.zeros(groups, np.int64), values=values.T, labels=codes, mask=None,
+                  result_mask=None, min_count=0, is_datetimelike=False)
+        return out
+    except (ImportError, TypeError, ValueError):  # a pandas without that kernel: the public route
+        frame = pd.DataFrame(values.T)
+        return frame.groupby(codes, sort=True).sum().reindex(range(groups), fill_value=0.0).to_numpy()
+
+
+def _pandas_reduceat() -> bool:
+    try:
+        from pandas.core.groupby.ops import BaseGrouper
+    except ImportError:
+        return False
+    return hasattr(BaseGrouper, "_reduceat_aggregate")
+
+
+_PANDAS_REDUCEAT = _pandas_reduceat()
 
 
 def value_factors(problem: CompiledProblem, spend: np.ndarray) -> np.ndarray:
@@ -141,21 +212,32 @@ def _status(report: OptimalityReport, result: SolveResult) -> str:
     return "optimal" if report.ok else "suboptimal"
 
 
-def _baseline(problem: CompiledProblem, cur: np.ndarray, plan: Money, df: pd.DataFrame) -> dict[str, Any]:
+def _baseline(problem: CompiledProblem, cur: np.ndarray, plan: Money, change: np.ndarray) -> dict[str, Any]:
     """The plan beside today's spend ``cur`` over all cells (no baseline given: the cell's minimum)."""
     has_cur = ~np.isnan(problem.current_spend)
     base = money_of(problem, cur)
-    moved = df[["segment", "task", "spend_change"]].sort_values("spend_change")
+    # the order of DataFrame.sort_values (numpy's quicksort, NaN last), so ties list the same cells
+    finite = ~np.isnan(change)
+    idx = np.flatnonzero(finite)
+    order = np.concatenate([idx[np.argsort(change[finite], kind="quicksort")], np.flatnonzero(~finite)])
+
+    def cell(i: int) -> dict[str, Any]:
+        return {"segment": problem.segment[i], "task": problem.task[i], "spend_change": float(change[i])}
+
     return {
         "cells_with_baseline": int(has_cur.sum()), "cells": int(problem.n),
         "spend": base.spend, "value": base.value, "activation_cost": base.activation_cost,
         "net_value": base.net_value, "plan_net_value": plan.net_value,
         "net_value_gained": plan.net_value - base.net_value,
-        "largest_increases": [{"segment": r.segment, "task": r.task, "spend_change": r.spend_change}
-                              for r in moved.iloc[::-1].head(3).itertuples() if r.spend_change > 0],
-        "largest_cuts": [{"segment": r.segment, "task": r.task, "spend_change": r.spend_change}
-                         for r in moved.head(3).itertuples() if r.spend_change < 0],
+        "largest_increases": [cell(i) for i in order[::-1][:3] if change[i] > 0],
+        "largest_cuts": [cell(i) for i in order[:3] if change[i] < 0],
     }
+
+
+def plan_check(problem: CompiledProblem, result: SolveResult) -> OptimalityReport:
+    """The shared optimality check of a solved plan, at the tolerance its solver declares."""
+    # approximate solvers declare the resolution they refine marginal returns to
+    return check_optimality(problem, result.spend, rtol=max(1e-6, float(result.info.get("kkt_tolerance", 0.0))))
 
 
 def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0.0) -> Plan:
@@ -166,44 +248,46 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
     total comes from :func:`allocator.money.money_of`.
     """
     from .analysis.baseline import baseline_spend
-    from .explain import binding_rules, binding_things, reasons
+    from .explain import binding_things, explanation_columns
 
     s = result.spend
-    # approximate solvers declare the resolution they refine marginal returns to
-    report = check_optimality(problem, s, rtol=max(1e-6, float(result.info.get("kkt_tolerance", 0.0))))
+    report = plan_check(problem, result)
     d = report.decomposition
     # with a value curve the compiled response is p(x) w(x); the table shows p and the value of a success
     factor = value_factors(problem, s)
-    rate = problem.response(s) / factor
+    resp = problem.response(s)
+    rate = resp / factor
     ev = problem.pool * problem.value * rate * factor
     act = activation_per_cell(problem, s)
     things = binding_things(problem, s, d, report.binding, report.activity, result.constraint_duals)
-    df = pd.DataFrame({
+    marginal = problem.marginal_return(s)
+    # the table is assembled as arrays and becomes a DataFrame once: adding columns one by one to
+    # a frame cost more than everything else on a small plan
+    cols: dict[str, Any] = {
         "segment": problem.segment, "task": problem.task, "pool": problem.pool, "spend": s,
         "spend_per_member": s / problem.pool, "response_rate": rate,
         "expected_successes": problem.pool * rate, "expected_value": ev,
-        "marginal_return": problem.marginal_return(s), "bound": d.bound,
-    })
-    df["required_return"] = d.required_value()
-    df["binding_rules"] = binding_rules(d, things, problem)
-    df["reason"] = reasons(problem, d, s)
-    df["value_per_success"] = problem.value * factor
-    df["activation_cost"] = act
-    df["net_value"] = ev - s - act
-    df["min_spend"] = problem.lower
-    df["max_spend"] = problem.upper
-    money = money_of(problem, s)
+        "marginal_return": marginal, "bound": d.bound,
+        **explanation_columns(problem, d, s, things),
+        "value_per_success": problem.value * factor,
+        "activation_cost": act,
+        "net_value": ev - s - act,
+        "min_spend": problem.lower,
+        "max_spend": problem.upper,
+    }
+    money = money_of(problem, s, expected_value=problem.pool * problem.value * resp)
     baseline = None
     has_cur = ~np.isnan(problem.current_spend)
     if has_cur.any():
         cur = baseline_spend(problem)
-        df["current_spend"] = np.where(has_cur, problem.current_spend, np.nan)
-        df["current_expected_value"] = problem.expected_value(cur)
-        df["current_marginal_return"] = problem.marginal_return(cur)
-        df["spend_change"] = s - cur
-        df["value_change"] = ev - df["current_expected_value"]
-        baseline = _baseline(problem, cur, money, df)
-    by_task = _totals(df, "task")
+        cols["current_spend"] = np.where(has_cur, problem.current_spend, np.nan)
+        cols["current_expected_value"] = cur_ev = problem.expected_value(cur)
+        cols["current_marginal_return"] = problem.marginal_return(cur)
+        cols["spend_change"] = change = s - cur
+        cols["value_change"] = ev - cur_ev
+        baseline = _baseline(problem, cur, money, change)
+    df = pd.DataFrame(cols)
+    by_task = _totals(problem.task, cols)
     lam = report.marginal_return
     budget_price = abs(report.shadow_prices.get("budget.total", 0.0)) if report.budget_binds else 0.0
     summary = PlanSummary(
@@ -216,7 +300,7 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
                           "violations": report.feasibility_violations + report.complementarity_violations},
         solver=result.solver, optimality_gap=result.optimality_gap, upper_bound=result.upper_bound,
         solve_seconds=seconds, iterations=result.iterations,
-        by_task=by_task, by_segment=_totals(df, "segment"),
+        by_task=by_task, by_segment=_totals(problem.segment, cols),
         allocation_ratio={t: by_task.get(t, {}).get("spend_share", 0.0) for t in TASKS},
         baseline=baseline,
         solver_info={k: v for k, v in {**result.info, "passes": result.passes,

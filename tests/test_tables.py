@@ -41,6 +41,18 @@ def test_bundled_scenario_through_a_table_gives_the_identical_plan(sc, suffix, t
     for name in ("pool", "value", "lower", "upper"):
         np.testing.assert_array_equal(getattr(plan.problem, name), getattr(yaml_problem, name))
     assert plan.summary["net_value"] == pytest.approx(yaml_problem.net_value(truth.spend), rel=1e-12)
+    # the explanation columns of plan.csv, from the same explanation layer, cell for cell
+    from allocator.plan import build_plan
+
+    yaml_table = build_plan(yaml_problem, truth).table
+    assert list(plan.columns)[9:13] == ["bound", "required_return", "binding_rules", "reason"]
+    np.testing.assert_array_equal(plan.columns["required_return"], yaml_table["required_return"].to_numpy())
+    assert list(plan.columns["binding_rules"]) == list(yaml_table["binding_rules"])
+    assert list(plan.columns["reason"]) == list(yaml_table["reason"])
+    back = pd.read_parquet(plan.write(tmp_path / "out", suffix)[0]) if suffix == "parquet" else \
+        pd.read_csv(plan.write(tmp_path / "out", suffix)[0], keep_default_na=False)
+    assert list(back["reason"].astype(str)) == list(yaml_table["reason"])
+    assert list(back["binding_rules"].astype(str)) == list(yaml_table["binding_rules"])
 
 
 def test_rules_compile_the_same_rows_from_a_table():

@@ -12,8 +12,8 @@ the same object.
 from .decompose import Decomposition, binding_things, decompose, required_returns
 from .prices import (BOUND_LOCKED, BOUND_LOWER, BOUND_NONE, BOUND_OFF, BOUND_UPPER, BOUND_ZERO, Prices,
                      classify_bounds, classify_cells)
-from .words import binding_rules, cell_reason, formula, headline, reasons
+from .words import binding_rules, cell_reason, explanation_columns, formula, headline, reasons
 
 __all__ = ["BOUND_LOCKED", "BOUND_LOWER", "BOUND_NONE", "BOUND_OFF", "BOUND_UPPER", "BOUND_ZERO", "Decomposition",
            "Prices", "binding_rules", "binding_things", "cell_reason", "classify_bounds", "classify_cells",
-           "decompose", "formula", "headline", "reasons", "required_returns"]
+           "decompose", "explanation_columns", "formula", "headline", "reasons", "required_returns"]

@@ -24,12 +24,14 @@ explanation fails the check whatever solver produced the plan.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..problem import CompiledProblem
+from .patterns import label_masks
 from .prices import (BOUND_LOCKED, BOUND_LOWER, BOUND_NONE, BOUND_OFF, BOUND_UPPER, BOUND_ZERO, Prices,
                      activation_floor, capped, curve_slopes, objective_weights)
 
@@ -47,9 +49,10 @@ class Decomposition:
         under a successes target, successes per currency unit).
     right, left : ndarray
         Marginal return of the next and of the last unit (same units).
-    terms : list of list of (str, float, float)
-        Per cell, ``(name, coefficient, price)`` of each priced row acting on it; efficiency
-        rules appear with coefficient ``None`` and their ``(b_k, alpha_ki)`` in ``efficiency_terms``.
+    terms : sequence of list of (str, float, float)
+        Per cell, ``(name, coefficient, price)`` of each priced row acting on it (built when asked
+        for, see :class:`CellTerms`); efficiency rules appear in ``efficiency_terms`` as
+        ``(name, mu_k, b_k, alpha_ki)``.
     cell_price : ndarray
         Price of what holds the cell (lock, bound, activation floor): value gained per currency
         unit the cell is let move in the direction it wants; 0 for interior cells.
@@ -64,8 +67,8 @@ class Decomposition:
     required: np.ndarray
     right: np.ndarray
     left: np.ndarray
-    terms: list[list[tuple[str, float, float]]]
-    efficiency_terms: list[list[tuple[str, float, float, float]]]
+    terms: Sequence[list[tuple[str, float, float]]]
+    efficiency_terms: Sequence[list[tuple[str, float, float, float]]]
     cell_price: np.ndarray
     deviation: np.ndarray
     kkt_max_deviation: float
@@ -74,6 +77,14 @@ class Decomposition:
     off_spend: np.ndarray | None = None
     unit_steps: bool = False
     to_value: np.ndarray | None = None
+    #: ``mask(label)`` -> ``bound == label`` (one factorization of ``bound``, shared by every reader)
+    bound_masks: Callable[[str], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def is_bound(self, label: str) -> np.ndarray:
+        """Cells whose ``bound`` is ``label``."""
+        if self.bound_masks is None:
+            self.bound_masks = label_masks(self.bound)
+        return self.bound_masks(label)
 
     def required_value(self) -> np.ndarray:
         """Required return in value per currency unit (the unit of ``marginal_return`` in plan.csv)."""
@@ -93,7 +104,49 @@ def _row_matrix(problem: CompiledProblem, names: list[str]) -> np.ndarray:
     return A
 
 
-def required_returns(problem: CompiledProblem, prices: Prices) -> tuple[np.ndarray, list, list]:
+class CellTerms(Sequence):
+    """Per cell, the ``(name, coefficient, price)`` of each priced row acting on it, built on demand.
+
+    A list of lists held a tuple per cell and row: at a million cells that was most of the time
+    of a plan, while sentences need the terms of only one cell per distinct pattern.
+    """
+
+    def __init__(self, names: list[str], A: np.ndarray, y: np.ndarray):
+        self.names, self.A, self.y = names, A, y
+
+    def __len__(self) -> int:
+        return len(self.A)
+
+    def __getitem__(self, i):
+        if not isinstance(i, (int, np.integer)):
+            return [self[k] for k in range(len(self))[i]]
+        # tolist: a few rows per cell, where numpy calls per element cost more than the loop
+        return [(name, a, y) for name, a, y in zip(self.names, self.A[i].tolist(), self.y.tolist()) if a != 0]
+
+
+class CellEfficiencyTerms(Sequence):
+    """Per cell, ``(name, mu, b, alpha)`` of each priced efficiency rule acting on it, built on demand."""
+
+    def __init__(self, n: int, rules: list[tuple[str, float, float, np.ndarray, np.ndarray]]):
+        # rules: (name, mu, rate, index, alpha); position[i] is the cell's place in index (-1: not in it)
+        self.n, self.rules = n, rules
+        self.position = []
+        for _, _, _, index, _ in rules:
+            pos = np.full(n, -1)
+            pos[index] = np.arange(len(index))
+            self.position.append(pos)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if not isinstance(i, (int, np.integer)):
+            return [self[k] for k in range(len(self))[i]]
+        return [(name, float(mu), float(rate), float(alpha[pos[i]]))
+                for (name, mu, rate, _, alpha), pos in zip(self.rules, self.position) if pos[i] >= 0]
+
+
+def required_returns(problem: CompiledProblem, prices: Prices) -> tuple[np.ndarray, Sequence, Sequence]:
     """Required return per cell from ``prices``, with the terms that make it up."""
     n = problem.n
     names = list(prices.rows)
@@ -102,7 +155,7 @@ def required_returns(problem: CompiledProblem, prices: Prices) -> tuple[np.ndarr
     num = np.full(n, float(prices.base)) + (A @ y if names else 0.0)
     den = np.ones(n)
     W = objective_weights(problem)
-    eff_terms: list[list[tuple[str, float, float, float]]] = [[] for _ in range(n)]
+    rules = []
     by_name = {e.name: e for e in problem.efficiency}
     for name, mu in prices.efficiency.items():
         e = by_name[name]
@@ -110,13 +163,16 @@ def required_returns(problem: CompiledProblem, prices: Prices) -> tuple[np.ndarr
         alpha = np.where(w != 0, e.weight / np.where(w != 0, w, 1.0), 0.0)
         num[e.index] += mu * e.rate
         den[e.index] += mu * alpha
-        for i, a in zip(e.index, alpha):
-            eff_terms[i].append((name, float(mu), float(e.rate), float(a)))
-    terms: list[list[tuple[str, float, float]]] = [[] for _ in range(n)]
-    for j, name in enumerate(names):
-        for i in np.flatnonzero(A[:, j]):
-            terms[i].append((name, float(A[i, j]), float(y[j])))
-    return num / den, terms, eff_terms
+        rules.append((name, mu, e.rate, np.asarray(e.index), alpha))
+    if any(len(np.unique(r[3])) < len(r[3]) for r in rules):
+        # a rule listing a cell twice (not made by the compiler) keeps the eager lists, one entry per listing
+        eff_terms: Sequence = [[] for _ in range(n)]
+        for name, mu, rate, index, alpha in rules:
+            for i, a in zip(index, alpha):
+                eff_terms[i].append((name, float(mu), float(rate), float(a)))
+    else:
+        eff_terms = CellEfficiencyTerms(n, rules)
+    return num / den, CellTerms(names, A, y), eff_terms
 
 
 def _best_running(problem: CompiledProblem, cells: np.ndarray, required: np.ndarray,
@@ -185,11 +241,12 @@ def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, bindi
     left = capped(W * pl, W * pr)
     req, terms, eff_terms = required_returns(problem, prices)
     floor = activation_floor(problem)
-    at_floor = (floor > 0) & (bound == BOUND_NONE) & (s <= floor * (1 + 1e-9))
-    fixed = (problem.upper <= problem.lower) & (bound != BOUND_LOCKED)
-    interior = (bound == BOUND_NONE) & ~at_floor & ~fixed
-    lower_side = (((bound == BOUND_LOWER) | (bound == BOUND_ZERO)) | at_floor) & ~fixed
-    upper_side = (bound == BOUND_UPPER) & ~fixed
+    is_ = label_masks(bound)
+    at_floor = (floor > 0) & is_(BOUND_NONE) & (s <= floor * (1 + 1e-9))
+    fixed = (problem.upper <= problem.lower) & ~is_(BOUND_LOCKED)
+    interior = is_(BOUND_NONE) & ~at_floor & ~fixed
+    lower_side = ((is_(BOUND_LOWER) | is_(BOUND_ZERO)) | at_floor) & ~fixed
+    upper_side = is_(BOUND_UPPER) & ~fixed
     base_scale = 1e-12 if prices.target else 1.0
     scale = np.maximum(np.maximum(np.abs(right), np.abs(left)), np.maximum(np.abs(req), base_scale))
     dev_hi = np.maximum(right - req, 0.0) / scale
@@ -200,7 +257,7 @@ def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, bindi
     cell_price = np.zeros(problem.n)
     cell_price = np.where(lower_side | fixed, np.maximum(req - right, 0.0), cell_price)
     cell_price = np.where(upper_side, np.maximum(left - req, 0.0), cell_price)
-    locked = bound == BOUND_LOCKED
+    locked = is_(BOUND_LOCKED)
     cell_price = np.where(locked, mid - req, cell_price)
     kkt = float(np.max(np.where(interior, dev, 0.0), initial=0.0))
     v: list[str] = []
@@ -214,7 +271,7 @@ def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, bindi
         v.append(f"cell {problem.label(i)} sits at its upper bound with marginal return {left[i]:.6g} < "
                  f"its required return {req[i]:.6g}")
     v += _dual_feasibility(prices, binding, rtol)
-    off = bound == BOUND_OFF
+    off = is_(BOUND_OFF)
     off_net, off_spend = (None, None)
     if off.any():
         # an on/off choice is not a marginal condition: prices are local, a switch is a step, so what
@@ -227,7 +284,7 @@ def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, bindi
     return Decomposition(prices=prices, bound=bound, required=req, right=right, left=left, terms=terms,
                          efficiency_terms=eff_terms, cell_price=cell_price, deviation=dev, kkt_max_deviation=kkt,
                          violations=v, off_net=off_net, off_spend=off_spend, unit_steps=unit_steps,
-                         to_value=to_value)
+                         to_value=to_value, bound_masks=is_)
 
 
 def _dual_feasibility(prices: Prices, binding: dict[str, str], rtol: float) -> list[str]:
@@ -288,7 +345,8 @@ def binding_things(problem: CompiledProblem, spend: np.ndarray, d: Decomposition
                         "price_per_target_unit": P.money(per_target), "solver_dual": duals.get(e.name),
                         "note": note})
     lock_names = _lock_names(problem)
-    for i in np.flatnonzero(d.bound == BOUND_LOCKED):
+    is_ = d.is_bound
+    for i in np.flatnonzero(is_(BOUND_LOCKED)):
         pi = float(d.cell_price[i])
         out.append({"name": lock_names.get(i, f"lock {problem.label(i)}"), "kind": "lock",
                     "rule": f"lock: cell {problem.label(i)} spends {s[i]:,.0f}", "side": "upper" if pi >= 0 else "lower",
@@ -296,27 +354,27 @@ def binding_things(problem: CompiledProblem, spend: np.ndarray, d: Decomposition
                     "task": str(problem.task[i]), "shadow_price": P.money(pi), "direction": "raise" if pi >= 0
                     else "lower", "note": note})
     floor = activation_floor(problem)
-    for i in np.flatnonzero(d.bound == BOUND_LOWER):
+    for i in np.flatnonzero(is_(BOUND_LOWER)):
         out.append({"name": f"min_spend {problem.label(i)}", "kind": "min_spend",
                     "rule": f"min_spend of cell {problem.label(i)} = {problem.lower[i]:,.0f}", "side": "lower",
                     "activity": float(s[i]), "bound": float(problem.lower[i]), "segment": str(problem.segment[i]),
                     "task": str(problem.task[i]), "shadow_price": P.money(d.cell_price[i]), "note": note})
     caps = _curve_caps(problem)
-    for i in np.flatnonzero(d.bound == BOUND_UPPER):
+    for i in np.flatnonzero(is_(BOUND_UPPER)):
         if problem.upper[i] >= caps[i] * (1 - 1e-12):
             continue  # a response peak: the curve itself stops there, no rule binds
         out.append({"name": f"max_spend {problem.label(i)}", "kind": "max_spend",
                     "rule": f"max_spend of cell {problem.label(i)} = {problem.upper[i]:,.0f}", "side": "upper",
                     "activity": float(s[i]), "bound": float(problem.upper[i]), "segment": str(problem.segment[i]),
                     "task": str(problem.task[i]), "shadow_price": P.money(d.cell_price[i]), "note": note})
-    on_floor = (floor > 0) & (d.bound == BOUND_NONE) & (s <= floor * (1 + 1e-9))
+    on_floor = (floor > 0) & is_(BOUND_NONE) & (s <= floor * (1 + 1e-9))
     for i in np.flatnonzero(on_floor):
         out.append({"name": f"min_active {problem.label(i)}", "kind": "min_active",
                     "rule": f"cell {problem.label(i)} spends 0 or at least {floor[i]:,.0f}", "side": "lower",
                     "activity": float(s[i]), "bound": float(floor[i]), "segment": str(problem.segment[i]),
                     "task": str(problem.task[i]), "shadow_price": P.money(max(d.required[i] - d.right[i], 0.0)),
                     "note": note})
-    for i in np.flatnonzero(d.bound == BOUND_OFF):
+    for i in np.flatnonzero(is_(BOUND_OFF)):
         gain = None if d.off_net is None else float(d.off_net[i])
         out.append({"name": f"off {problem.label(i)}", "kind": "activation",
                     "rule": f"cell {problem.label(i)} is switched off (minimum-if-active spend "

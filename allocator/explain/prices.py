@@ -130,10 +130,13 @@ def classify_bounds(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1
     return out
 
 
-def classify_cells(problem: CompiledProblem, spend: np.ndarray) -> np.ndarray:
-    """:func:`classify_bounds` plus ``locked`` (a lock rule) and ``off`` (switched off by an activation rule)."""
+def classify_cells(problem: CompiledProblem, spend: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
+    """:func:`classify_bounds` plus ``locked`` (a lock rule) and ``off`` (switched off by an activation rule).
+
+    ``bounds`` is ``classify_bounds(problem, spend)`` when the caller has it already (not modified).
+    """
     s = np.asarray(spend, float)
-    out = classify_bounds(problem, s)
+    out = classify_bounds(problem, s) if bounds is None else np.array(bounds, dtype=object)
     ma = problem.min_active if problem.min_active is not None else np.zeros(problem.n)
     ac = problem.activation_cost if problem.activation_cost is not None else np.zeros(problem.n)
     may_off = ((ma > 0) | (ac > 0)) & (problem.lower <= 0)

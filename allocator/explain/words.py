@@ -7,10 +7,14 @@ with the check that verified it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 
 from ..problem import CompiledProblem
-from .decompose import Decomposition
+from .decompose import CellEfficiencyTerms, CellTerms, Decomposition
+from .patterns import as_categorical, combine, exact_keys, g4_keys, pattern_codes
 from .prices import BOUND_LOCKED, BOUND_LOWER, BOUND_NONE, BOUND_OFF, BOUND_UPPER, BOUND_ZERO, activation_floor
 
 
@@ -53,12 +57,15 @@ def formula(problem: CompiledProblem, d: Decomposition, i: int) -> str:
 
 
 def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i: int, currency: str,
-                floor: np.ndarray | None = None) -> str:
-    """One sentence on why cell ``i`` sits where it does, with its required return's decomposition."""
+                floor: np.ndarray | None = None, formula_text: str | None = None) -> str:
+    """One sentence on why cell ``i`` sits where it does, with its required return's decomposition.
+
+    ``formula_text`` is ``formula(problem, d, i)`` when the caller has it already.
+    """
     floor = activation_floor(problem) if floor is None else floor
     b = d.bound[i]
     req = d.required[i]
-    f = formula(problem, d, i)
+    f = formula(problem, d, i) if formula_text is None else formula_text
     step = "whole unit" if d.unit_steps else "unit"
     cur = currency or "unit"
     if problem.objective.kind == "target":
@@ -98,23 +105,158 @@ def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i
     return ""
 
 
-def reasons(problem: CompiledProblem, d: Decomposition, spend: np.ndarray) -> np.ndarray:
-    """:func:`cell_reason` for every cell."""
+def reasons(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, categorical: bool = False):
+    """:func:`cell_reason` for every cell, written once per distinct sentence (see :mod:`.patterns`).
+
+    An object array, or with ``categorical`` a ``pandas.Categorical`` (codes and distinct sentences).
+    """
     cur = problem.currency or ""
     floor = activation_floor(problem)
-    return np.array([cell_reason(problem, d, spend, i, cur, floor) for i in range(problem.n)], dtype=object)
+    s = np.asarray(spend, float)
+    formula_key = None if problem.n <= PER_CELL_MAX else _formula_keys(problem, d)
+    if formula_key is None:
+        out = np.array([cell_reason(problem, d, s, i, cur, floor) for i in range(problem.n)], dtype=object)
+        return pd.Categorical(out) if categorical else out
+    formulas: dict[int, str] = {}  # equal formula keys write equal formulas: one text per key
+
+    def write(i: int) -> str:
+        k = int(formula_key[i])
+        if k not in formulas:
+            formulas[k] = formula(problem, d, i)
+        return cell_reason(problem, d, s, i, cur, floor, formulas[k])
+
+    codes, texts = pattern_codes(_reason_keys(problem, d, s, floor, formula_key), write)
+    return as_categorical(codes, texts) if categorical else texts[codes]
 
 
-def binding_rules(d: Decomposition, binding_things: list[dict], problem: CompiledProblem) -> np.ndarray:
+def _reason_keys(problem: CompiledProblem, d: Decomposition, s: np.ndarray, floor: np.ndarray,
+                 formula_key: np.ndarray) -> np.ndarray:
+    """Per cell, a code equal for two cells only when :func:`cell_reason` writes the same sentence.
+
+    Each class of cell reads its own numbers (as printed); locked, switched-off and unknown
+    classes are keyed per cell (they are few, and their sentences carry more numbers).
+    """
+    n = problem.n
+    is_ = d.is_bound
+    none = is_(BOUND_NONE)
+    at_floor = none & (floor > 0) & (s <= floor * (1 + 1e-9))
+    interior = none & ~at_floor
+    zero, lower, upper = is_(BOUND_ZERO), is_(BOUND_LOWER), is_(BOUND_UPPER)
+    cls = np.select([at_floor, interior, zero, lower, upper], [1, 2, 3, 4, 5], 0)
+    on_right = at_floor | zero | lower | (interior & d.unit_steps)
+    mid = interior & ~d.unit_steps
+    def on(keys, x: np.ndarray, mask: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        # a field's key on the cells whose sentence prints it (0 elsewhere; real keys are > 0)
+        out = np.zeros(n, np.int64) if out is None else out
+        if mask.any():
+            out[mask] = keys(x[mask]) + 1
+        return out
+
+    money = on(exact_keys, floor, at_floor)
+    money = on(exact_keys, problem.lower, lower, money)
+    money = on(exact_keys, problem.upper, upper, money)
+    first = on(g4_keys, d.right, on_right)
+    first = on(g4_keys, d.left, upper, first)
+    first = on(g4_keys, 0.5 * (d.right + d.left), mid, first)
+    second = on(g4_keys, d.left, interior & d.unit_steps)
+    req = on(g4_keys, d.required, cls > 0)
+    price = on(g4_keys, d.cell_price, lower | upper)
+    formula = np.where(cls > 0, formula_key, 0)
+    own = np.where(cls == 0, np.arange(1, n + 1), 0)
+    return combine(cls, money, first, second, req, price, formula, own)
+
+
+def _formula_keys(problem: CompiledProblem, d: Decomposition) -> np.ndarray | None:
+    """Per cell, a code equal for two cells only when :func:`formula` writes the same text (None: unknown)."""
+    terms, eff = d.terms, d.efficiency_terms
+    if not (isinstance(terms, CellTerms) and isinstance(eff, CellEfficiencyTerms)):
+        return None
+    keys = []
+    for j in range(terms.A.shape[1]):
+        coef = terms.A[:, j]
+        amount = coef * terms.y[j]
+        present = (coef != 0) & ~(np.abs(amount) < 1e-12)
+        if not present.any():
+            continue
+        one = np.abs(np.abs(coef) - 1.0) < 1e-12
+        shown = np.where(one, 0, 1 + g4_keys(np.abs(coef)))
+        keys.append(np.where(present, 1 + (amount > 0) + 2 * shown, 0))
+    for (_, mu, _, index, alpha) in eff.rules:
+        if abs(float(mu)) > 1e-12:
+            k = np.zeros(problem.n, np.int64)
+            k[index] = 1 + g4_keys(alpha)
+            keys.append(k)
+    return combine(*keys) if keys else np.zeros(problem.n, np.int64)
+
+
+PER_CELL_MAX = 256
+"""Up to this many cells, sentences are written cell by cell: the same text, and faster than keying."""
+
+_CELL_KINDS = ("lock", "min_spend", "max_spend", "min_active", "activation")
+
+
+def explanation_columns(problem: CompiledProblem, d: Decomposition, spend: np.ndarray,
+                        binding_things: list[dict], categorical: bool = False) -> dict[str, Any]:
+    """The plan table's ``required_return``, ``binding_rules`` and ``reason`` columns, for every route.
+
+    ``plan.csv`` from a scenario file and the table route (``cells: PATH``) both take these three
+    columns from here, so a table plan explains its cells in the same words as the YAML plan.
+    With ``categorical`` the two text columns are ``pandas.Categorical`` (codes and distinct texts,
+    for dictionary-encoded files); else object arrays.
+    """
+    return {"required_return": d.required_value(),
+            "binding_rules": binding_rules(d, binding_things, problem, categorical),
+            "reason": reasons(problem, d, spend, categorical)}
+
+
+def binding_rules(d: Decomposition, binding_things: list[dict], problem: CompiledProblem,
+                  categorical: bool = False):
     """Per cell, the names of the priced rules acting on it (``;``-separated), locks and bounds included."""
-    out = [list(d.names_on(i)) for i in range(problem.n)]
-    where = {(s, t): i for i, (s, t) in enumerate(zip(problem.segment, problem.task))}
-    for t in binding_things:
-        if "segment" in t and t["kind"] in ("lock", "min_spend", "max_spend", "min_active", "activation"):
-            i = where.get((t["segment"], t["task"]))
-            if i is not None:
-                out[i].append(t["name"])
-    return np.array(["; ".join(dict.fromkeys(x)) for x in out], dtype=object)
+    n = problem.n
+    terms, eff = d.terms, d.efficiency_terms
+
+    def names(i: int) -> str:
+        return "; ".join(dict.fromkeys(d.names_on(i)))
+
+    if n > PER_CELL_MAX and isinstance(terms, CellTerms) and isinstance(eff, CellEfficiencyTerms):
+        # which priced rows and rules act on a cell decides its names: one string per distinct set
+        keys = [terms.A[:, j] != 0 for j in range(terms.A.shape[1]) if float(terms.y[j]) != 0]
+        for (_, mu, _, index, _) in eff.rules:
+            if float(mu) != 0:
+                k = np.zeros(n, bool)
+                k[index] = True
+                keys.append(k)
+        codes, texts = pattern_codes(combine(*keys) if keys else np.zeros(n, np.int64), names)
+    else:
+        codes, texts = np.arange(n), np.array([names(i) for i in range(n)] + [""], dtype=object)[:-1]
+    extra = _cell_things(binding_things, problem)
+    if extra:
+        # cells held by a lock, bound or floor also name it: their own texts, appended
+        cells = list(extra)
+        codes[cells] = len(texts) + np.arange(len(cells))
+        texts = np.concatenate([texts, np.array(["; ".join(dict.fromkeys(list(d.names_on(i)) + extra[i]))
+                                                 for i in cells] + [""], dtype=object)[:-1]])
+    return as_categorical(codes, texts) if categorical else texts[codes]
+
+
+def _cell_things(binding_things: list[dict], problem: CompiledProblem) -> dict[int, list[str]]:
+    """Cell index -> names of the locks, bounds and floors holding it (the last cell of a (segment, task))."""
+    sel = [t for t in binding_things if "segment" in t and t["kind"] in _CELL_KINDS]
+    if not sel:
+        return {}
+    seg_codes, seg_names = pd.factorize(np.asarray(problem.segment, dtype=object), sort=False)
+    task_codes, task_names = pd.factorize(np.asarray(problem.task, dtype=object), sort=False)
+    pair_codes, pairs = pd.factorize(seg_codes.astype(np.int64) * (len(task_names) + 1) + task_codes, sort=False)
+    last = np.full(len(pairs), -1, np.int64)
+    np.maximum.at(last, pair_codes, np.arange(problem.n))
+    ts = pd.Index(seg_names, dtype=object).get_indexer([t["segment"] for t in sel])
+    tt = pd.Index(task_names, dtype=object).get_indexer([t["task"] for t in sel])
+    found = pd.Index(pairs).get_indexer(ts.astype(np.int64) * (len(task_names) + 1) + tt)
+    out: dict[int, list[str]] = {}
+    for t, a, b, p in zip(sel, ts.tolist(), tt.tolist(), found.tolist()):
+        if a >= 0 and b >= 0 and p >= 0:
+            out.setdefault(int(last[p]), []).append(t["name"])
+    return out
 
 
 def headline(problem: CompiledProblem, d: Decomposition, summary) -> list[str]:

@@ -51,13 +51,45 @@ def plan_columns(problem: CompiledProblem, spend: np.ndarray, info: Mapping[str,
     return cols
 
 
+def explanation(problem: CompiledProblem, result: Any) -> dict[str, Any]:
+    """``required_return``, ``binding_rules`` and ``reason`` of a solved table plan, as in plan.csv.
+
+    They come from the plan's optimality check and its decomposition, exactly as a YAML plan's
+    (:func:`allocator.plan.plan_check`, :func:`allocator.explain.explanation_columns`); the
+    sentences are categories (a million cells share a few thousand distinct ones).
+    """
+    from ..explain import binding_things, explanation_columns
+    from ..plan import plan_check
+
+    report = plan_check(problem, result)
+    d = report.decomposition
+    things = binding_things(problem, result.spend, d, report.binding, report.activity, result.constraint_duals)
+    return explanation_columns(problem, d, result.spend, things, categorical=True)
+
+
+def with_explanation(columns: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``columns`` with the ``extra`` columns right after ``bound`` (the order of plan.csv)."""
+    out: dict[str, Any] = {}
+    for k, v in columns.items():
+        out[k] = v
+        if k == "bound":
+            out.update(extra)
+    return out
+
+
 def plan_table_bytes(columns: Mapping[str, np.ndarray], fmt: str = "parquet") -> bytes:
     """Plan columns rendered as a Parquet or CSV file, straight from the arrays via pyarrow."""
     import pyarrow as pa
 
     arrays = {}
     for k, v in columns.items():
-        if v.dtype == object:
+        if isinstance(v, pd.Categorical):  # explanation sentences: codes and distinct texts
+            arrays[k] = pa.DictionaryArray.from_arrays(
+                pa.array(v.codes.astype(np.int32), mask=v.codes < 0),
+                pa.array(np.asarray(v.categories, dtype=object), type=pa.string()))
+            if fmt != "parquet":  # the CSV writer takes plain text
+                arrays[k] = arrays[k].cast(pa.string())
+        elif v.dtype == object:
             arrays[k] = pa.array(v, type=pa.string())
             if k in ("bound", "task") and fmt == "parquet":
                 arrays[k] = arrays[k].dictionary_encode()
@@ -120,7 +152,9 @@ def plan_from_table(scenario: Mapping[str, Any] | Any, table: pd.DataFrame, solv
     sc = _scenario_without_cells(scenario)
     result = solve(problem, solver or sc.solver.name, tolerance if tolerance is not None else sc.solver.tolerance)
     t2 = time.perf_counter()
-    cols = plan_columns(problem, result.spend, result.info)
+    # the check's temporaries are freed before the plan columns are made: a lower peak at a million cells
+    extra = explanation(problem, result)
+    cols = with_explanation(plan_columns(problem, result.spend, result.info), extra)
     t3 = time.perf_counter()
     net = float(cols["net_value"].sum()) - problem.activation_paid(result.spend)
     summary = {"scenario": problem.name, "status": result.termination, "cells": problem.n,
