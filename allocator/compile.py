@@ -12,6 +12,7 @@ from .curves import get_family
 from .curves.product import ProductFamily
 from .errors import InfeasibleError
 from .problem import CompiledProblem, CurveBlock
+from .spec.columnar import ColumnarScenario
 from .spec.models import Scenario, TaskSpec
 from .spec.rules import precheck_conflicts
 from .value import lifetime_value
@@ -43,6 +44,9 @@ def compile_scenario(sc: Scenario) -> CompiledProblem:
         When locks fall outside their cells' bounds or off the spend unit: every such lock is
         named at once (``conflict`` holds the first pair), so one run shows them all.
     """
+    if isinstance(sc, ColumnarScenario):
+        # a large scenario file read through columns: compiled when it was read (allocator.spec.columnar)
+        return sc.compiled()
     cells = getattr(sc, "cells", None)
     if cells is not None:
         # a scenario whose cells come from a table (``cells: PATH``, resolved by the loader)

@@ -16,8 +16,10 @@ unreadable files stop at once: what follows would be checked against the wrong b
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import pickle
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,10 +27,11 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import Problem, SpecError, clip
+from .columnar import fast_scenario
 from .models import ModelFile, Scenario
 from .overrides import apply_overrides, deep_merge
-from .reading import (MAX_EXTENDS, _Refused, check_plain, confine, default_roots, excerpt, parse_text, read_bytes,
-                      short, syntax_message)
+from .reading import (MAX_EXTENDS, _Refused, check_parsed, check_plain, confine, default_roots, excerpt, parse_text,
+                      read_bytes, short, syntax_message)
 from .rules import cell_name, check_scenario, precheck_conflicts
 
 MAX_PROBLEMS = 50
@@ -60,25 +63,60 @@ def read_mapping(path: str | Path, field: str = "file") -> dict[str, Any]:
     that led here (``extends``). Messages quote at most a short excerpt of the file
     (:func:`~.reading.excerpt`); a file outside the allowed folders is never opened.
     """
-    path = Path(path)
+    return _read(Path(path), field, check=True)[1]
+
+
+_last_read: list[tuple[tuple[str, bool, bytes], dict[str, Any]]] = []
+_last_read_lock = threading.Lock()
+REUSE_MIN_BYTES = 256 * 1024
+"""Files from this size on are parsed once when read twice in a row (see :func:`_read`)."""
+
+
+def _read(path: Path, field: str, check: bool) -> tuple[bytes, dict[str, Any], bool]:
+    """``(bytes, mapping, checked)`` of the file at ``path``; ``checked`` says the values were walked.
+
+    ``check=False`` leaves that walk (:func:`~.reading._check_values`) to the caller, unless the
+    top level is not a mapping (its problems are reported first, as always).
+
+    A large file read twice in a row with the same bytes (``allocator plan`` asks whether a file is
+    multi-period, then loads it) is parsed once: the second read takes the mapping the first one
+    made, once. Callers do not change what they are given.
+    """
     is_json = path.suffix.lower() == ".json"
     raw = read_bytes(path, field)
+    key = None
+    if len(raw) >= REUSE_MIN_BYTES:
+        key = (str(path.resolve()), is_json, hashlib.blake2b(raw, digest_size=16).digest())
+        with _last_read_lock:
+            last = _last_read.pop() if _last_read else None
+        if last is not None and last[0] == key:
+            return raw, last[1], True
     try:
-        data = parse_text(raw, is_json)
+        data = parse_text(raw, is_json, check=False)
+        if check or not isinstance(data, dict):
+            check_parsed(raw, data, is_json)
     except _Refused as exc:
-        if exc.where and not exc.where.startswith("line "):  # a dotted path names the field itself
-            raise SpecError(Problem(exc.where if field == "file" else f"{field}: {exc.where}", exc.message),
-                            source=str(path)) from None
-        where = f" ({exc.where})" if exc.where else ""
-        raise SpecError(Problem(field, f"{exc.message}{where}" if field == "file"
-                                else f"{path} {exc.message}{where}"), source=str(path)) from None
+        raise _refused(exc, path, field) from None
     except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
         msg, where = syntax_message(exc, is_json)
         raise SpecError(Problem(field, f"{msg}{' (' + where + ')' if where else ''}"), source=str(path)) from None
     if not isinstance(data, dict):
         raise SpecError(Problem(field, f"top level must be a mapping of keys; got "
                                        f"{'nothing' if data is None else type(data).__name__}"), source=str(path))
-    return data
+    if key is not None and check:
+        with _last_read_lock:
+            _last_read[:] = [(key, data)]
+    return raw, data, check
+
+
+def _refused(exc: _Refused, path: Path, field: str) -> SpecError:
+    """The SpecError of a broken reading limit, naming the file and the place."""
+    if exc.where and not exc.where.startswith("line "):  # a dotted path names the field itself
+        return SpecError(Problem(exc.where if field == "file" else f"{field}: {exc.where}", exc.message),
+                         source=str(path))
+    where = f" ({exc.where})" if exc.where else ""
+    return SpecError(Problem(field, f"{exc.message}{where}" if field == "file"
+                             else f"{path} {exc.message}{where}"), source=str(path))
 
 
 def _problems_from_validation(exc: ValidationError, data: Mapping[str, Any]) -> list[Problem]:
@@ -407,7 +445,16 @@ def load_scenario(path: str | Path, roots: tuple[str | Path, ...] = ()) -> Scena
     from ..solvers import AUTO, SOLVERS  # late import: solvers depend on the compiled problem, not on specs
 
     path = Path(path)
-    data = read_mapping(path)
+    raw, data, checked = _read(path, "file", check=False)
+    # a large scenario is read through columns (issue 11); anything that path cannot accept comes here
+    fast = fast_scenario(data, raw, path.suffix.lower() == ".json", (AUTO, *SOLVERS))
+    if fast is not None:
+        return fast
+    if not checked:
+        try:
+            check_parsed(raw, data, path.suffix.lower() == ".json")
+        except _Refused as exc:
+            raise _refused(exc, path, "file") from None
     return scenario_from_dict(data, base_dir=path.parent, source=str(path), solver_names=(AUTO, *SOLVERS),
                               roots=roots, check_values=False)
 

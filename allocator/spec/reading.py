@@ -12,15 +12,24 @@ with a :class:`~allocator.errors.SpecError` naming the place, never expanded:
 * integers longer than :data:`MAX_INT_DIGITS` digits, duplicate keys, and control characters in
   strings are refused, each naming its line (YAML) or dotted path.
 
+Large YAML files (at least :data:`C_YAML_MIN_BYTES`) are scanned and composed by libyaml when
+PyYAML has it (about ten times faster than the pure-Python parser); the limits hold there too:
+libyaml refuses nesting past 1,000 levels, a count of nodes as they are composed stops past
+:data:`MAX_NODES`, and the composed graph is measured as above before anything is constructed.
+Whenever that route finds any fault (a syntax error, a broken limit), the file is parsed again by
+the pure-Python loader, so every message is the one it gives.
+
 Error messages quote at most :data:`EXCERPT` characters of any input (:func:`excerpt`).
 File references (``model``, ``extends``) are confined to allowed folders by :func:`confine`.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -28,8 +37,8 @@ import yaml
 
 from ..errors import Problem, SpecError
 
-MAX_BYTES = 64 * 1024 * 1024
-"""Largest input file read (a 44,000-cell scenario is about 10 MB)."""
+MAX_BYTES = 256 * 1024 * 1024
+"""Largest input file read (a 44,000-cell scenario is about 10 MB, a 1,000,000-cell JSON one 150 MB)."""
 MAX_DEPTH = 64
 """Deepest nesting of lists and mappings (scenarios nest about 8 levels)."""
 MAX_NODES = 5_000_000
@@ -40,6 +49,9 @@ MAX_INT_DIGITS = 40
 """Longest integer accepted (Python refuses 4,300 digits with an unhelpful message)."""
 EXCERPT = 60
 """Characters of input quoted in a message, at most."""
+C_YAML_MIN_BYTES = 128 * 1024
+"""YAML files from this size on are parsed by libyaml (when present); smaller ones by the pure-Python
+loader, whose speed does not matter there."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _LABEL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -74,7 +86,29 @@ def _at(mark: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
-class _SafeLoader(yaml.SafeLoader):
+class _Checks:
+    """Constructor checks shared by both loaders: integer size and duplicate keys, each naming its line."""
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        digits = sum(ch.isdigit() for ch in str(node.value))
+        if digits > MAX_INT_DIGITS:
+            raise _Refused(f"an integer of {digits:,} digits is too large (at most {MAX_INT_DIGITS})",
+                           _at(node.start_mark))
+        return super().construct_yaml_int(node)  # type: ignore[misc]
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[tuple[str, str], Any] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                k = (key_node.tag, key_node.value)
+                if k in seen:
+                    raise _Refused(f"duplicate key {excerpt(key_node.value)} (first at {_at(seen[k])}); "
+                                   f"each key may appear once in a mapping", _at(key_node.start_mark))
+                seen[k] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+class _SafeLoader(_Checks, yaml.SafeLoader):
     """SafeLoader with limits on nesting, node count, alias expansion, integer size and duplicate keys.
 
     Also reads ``1e5`` as a float (YAML 1.1 needs a dot: ``1.0e5``).
@@ -97,35 +131,34 @@ class _SafeLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def construct_yaml_int(self, node: Any) -> Any:
-        digits = sum(ch.isdigit() for ch in str(node.value))
-        if digits > MAX_INT_DIGITS:
-            raise _Refused(f"an integer of {digits:,} digits is too large (at most {MAX_INT_DIGITS})",
-                           _at(node.start_mark))
-        return super().construct_yaml_int(node)
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: dict[tuple[str, str], Any] = {}
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                k = (key_node.tag, key_node.value)
-                if k in seen:
-                    raise _Refused(f"duplicate key {excerpt(key_node.value)} (first at {_at(seen[k])}); "
-                                   f"each key may appear once in a mapping", _at(key_node.start_mark))
-                seen[k] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
+class _CSafeLoader(_Checks, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same loader with libyaml's scanner, parser and composer (construction stays Python).
+
+    libyaml composes without calling back per node, except to resolve the tag of every node without
+    an explicit one: that call counts nodes, so composition stops past :data:`MAX_NODES` (nodes with
+    an explicit tag, which need a ``!``, are counted up front from the text).
+    """
+
+    def __init__(self, stream: str, tagged: int = 0):
+        super().__init__(stream)
+        self._composed = tagged
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        self._composed += 1
+        if self._composed > MAX_NODES:
+            raise _Refused(f"holds more than {MAX_NODES:,} values")
+        return super().resolve(kind, value, implicit)
 
 
-_SafeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
                   |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
-_SafeLoader.add_constructor("tag:yaml.org,2002:int", _SafeLoader.construct_yaml_int)
+                  |\.(?:nan|NaN|NAN))$""", re.X)
+for _loader in (_SafeLoader, _CSafeLoader):
+    _loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+    _loader.add_constructor("tag:yaml.org,2002:int", _loader.construct_yaml_int)
 
 
 def _measure(root: Any) -> None:
@@ -165,6 +198,16 @@ def _measure(root: Any) -> None:
         stack.extend((k, False) for k in _children(node) if id(k) not in size)
 
 
+def _measure_tree(root: Any) -> None:
+    """Refuse a tree (no node shared) nested more than :data:`MAX_DEPTH` deep: one pass per level."""
+    level, depth = [root], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise _Refused(f"is nested more than {MAX_DEPTH} levels deep", _at(level[0].start_mark))
+        level = [k for node in level if not isinstance(node, yaml.ScalarNode) for k in _children(node)]
+
+
 def _children(node: Any) -> list[Any]:
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
@@ -188,11 +231,13 @@ def _decode(raw: bytes) -> str:
 
 
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _Refused(f"duplicate key {excerpt(k)}; each key may appear once in an object")
-        out[k] = v
+    out = dict(pairs)
+    if len(out) < len(pairs):  # rare: find the first repeated key (dict() keeps the last silently)
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _Refused(f"duplicate key {excerpt(k)}; each key may appear once in an object")
+            seen.add(k)
     return out
 
 
@@ -202,37 +247,60 @@ def _json_int(text: str) -> int:
     return int(text)
 
 
-def _check_values(data: Any) -> None:
-    """Refuse nesting past :data:`MAX_DEPTH`, too many values, and control characters (iteratively)."""
-    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+def _check_values(data: Any) -> int:
+    """Refuse nesting past :data:`MAX_DEPTH`, too many values, and control characters (iteratively).
+
+    Returns the number of mappings and lists walked (what the limit on values counts here). The
+    dotted path of a place is spelled out only for a message (:func:`_path`): a 1,000,000-cell file
+    has millions of places and no fault.
+    """
+    stack: list[tuple[Any, Any, int]] = [(data, "", 0)]
     count = 0
     while stack:
-        node, path, d = stack.pop()
+        node, at, d = stack.pop()
         count += 1
         if count > MAX_NODES + MAX_ALIAS_EXPANSION:
             raise _Refused(f"holds more than {MAX_NODES:,} values")
         if d > MAX_DEPTH:
-            raise _Refused(f"is nested more than {MAX_DEPTH} levels deep", path)
+            raise _Refused(f"is nested more than {MAX_DEPTH} levels deep", _path(at))
         if isinstance(node, dict):
             for k, v in node.items():
-                where = f"{path}.{k}" if path else str(k)
+                label = False
                 if isinstance(k, str):
-                    _check_text(k, path or "(top level)", label=True, what="a key")
-                label = isinstance(k, str) and k in _LABEL_KEYS
+                    if _LABEL_CONTROL.search(k):
+                        _check_text(k, _path(at) or "(top level)", label=True, what="a key")
+                    label = k in _LABEL_KEYS
                 if isinstance(v, str):
-                    _check_text(v, excerpt_path(where), label=label)
+                    if (_LABEL_CONTROL if label else _CONTROL).search(v):
+                        _check_text(v, _path((at, k, True)), label=label)
                 elif isinstance(v, (dict, list)):
-                    stack.append((v, excerpt_path(where), d + 1))
+                    stack.append((v, (at, k, True), d + 1))
                     if label and isinstance(v, list):
                         for i, item in enumerate(v):
-                            if isinstance(item, str):
-                                _check_text(item, f"{excerpt_path(where)}.{i}", label=True)
+                            if isinstance(item, str) and _LABEL_CONTROL.search(item):
+                                _check_text(item, f"{_path((at, k, True))}.{i}", label=True)
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 if isinstance(v, str):
-                    _check_text(v, f"{path}.{i}" if path else str(i), label=False)
+                    if _CONTROL.search(v):
+                        _check_text(v, _path((at, i, False)), label=False)
                 elif isinstance(v, (dict, list)):
-                    stack.append((v, f"{path}.{i}" if path else str(i), d + 1))
+                    stack.append((v, (at, i, False), d + 1))
+    return count
+
+
+def _path(at: Any) -> str:
+    """The dotted path of a place of :func:`_check_values`: ``at`` is ``""`` (the top) or ``(parent, key,
+    in_mapping)``; a step into a mapping cuts the path so far with :func:`excerpt_path`."""
+    steps = []
+    while at:
+        at, key, in_mapping = at
+        steps.append((key, in_mapping))
+    path = ""
+    for key, in_mapping in reversed(steps):
+        where = f"{path}.{key}" if path else str(key)
+        path = excerpt_path(where) if in_mapping else where
+    return path
 
 
 def excerpt_path(path: str, limit: int = 120) -> str:
@@ -256,8 +324,13 @@ def check_plain(data: Any, source: str | None = None) -> None:
         raise SpecError(Problem(exc.where or "(top level)", exc.message), source=source) from None
 
 
-def parse_text(raw: bytes, json_format: bool) -> Any:
+def parse_text(raw: bytes, json_format: bool, check: bool = True) -> Any:
     """Parse ``raw`` (YAML or JSON) within the limits above.
+
+    ``check=False`` leaves out the walk over every value for nesting, count and control characters
+    (:func:`_check_values`): for a caller that checks the values itself, or runs that walk when its
+    own check cannot decide (:mod:`allocator.spec.columnar`). The limits that hold while parsing
+    (size, YAML nesting, node count and aliases, integer size, duplicate keys) hold either way.
 
     Raises
     ------
@@ -269,23 +342,104 @@ def parse_text(raw: bytes, json_format: bool) -> Any:
     if len(raw) > MAX_BYTES:
         raise _Refused(f"is larger than {MAX_BYTES // (1024 * 1024)} MB")
     text = _decode(raw)
+    with _no_gc():
+        data = _parse(raw, text, json_format)
+    if check:
+        check_parsed(raw, data, json_format)
+    return data
+
+
+def check_parsed(raw: bytes, data: Any, json_format: bool) -> None:
+    """:func:`_check_values` of ``data`` parsed from ``raw``; for JSON, the bytes settle it when they can."""
+    if not (json_format and _clean_json(raw)):
+        _check_values(data)
+
+
+_JSON_CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_NOT_CONTROL = bytes(b for b in range(256) if b not in _JSON_CONTROL_BYTES)
+_C1 = re.compile(rb"\xc2[\x80-\x9f]")  # U+0080-U+009F in UTF-8
+_CHUNK = 16 * 1024 * 1024
+
+
+def _clean_json(raw: bytes) -> bool:
+    """True when the JSON text ``raw`` (parsed already) surely passes :func:`_check_values`, seen from its bytes.
+
+    Without a backslash no string holds an escape, and strict JSON keeps raw control characters
+    out of strings, so a text with none of U+0000-U+001F (but tab, line feed, carriage return) and
+    U+007F-U+009F holds no control character in any string. Quotes then delimit every string, so
+    the brackets outside them give the nesting and the count of mappings and lists. About a second
+    for 150 MB, where the walk over a million cells takes several; False leaves it to the walk.
+    """
+    import numpy as np
+
+    if b"\\" in raw or raw.translate(None, _NOT_CONTROL) or (b"\xc2" in raw and _C1.search(raw)):
+        return False
+    count, level, deepest, quotes = 0, 0, 0, 0
+    for start in range(0, len(raw), _CHUNK):  # in pieces: each comparison makes a temporary of the piece's size
+        piece = np.frombuffer(raw, np.uint8, count=min(_CHUNK, len(raw) - start), offset=start)
+        step = ((piece == 91) | (piece == 123)).astype(np.int8) - ((piece == 93) | (piece == 125))
+        at = np.flatnonzero(step)
+        q = np.flatnonzero(piece == 34)
+        # a bracket after an odd number of quotes (from the start of the text) is inside a string
+        step = step[at][(np.searchsorted(q, at) + quotes) % 2 == 0]
+        quotes += len(q)
+        count += int((step == 1).sum())
+        if len(step):
+            levels = np.cumsum(step, dtype=np.int64) + level
+            deepest = max(deepest, int(levels.max()))
+            level = int(levels[-1])
+    # the top mapping is level 0 of _check_values
+    return count <= MAX_NODES + MAX_ALIAS_EXPANSION and deepest - 1 <= MAX_DEPTH
+
+
+@contextmanager
+def _no_gc():
+    """The cyclic garbage collector paused: parsing makes millions of containers and no cycles, and
+    each collection would walk all of them again (it tripled the time of a 100,000-cell YAML file)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _parse(raw: bytes, text: str, json_format: bool) -> Any:
     if json_format:
         try:
             data = json.loads(text, object_pairs_hook=_json_pairs, parse_int=_json_int)
         except RecursionError:
             raise _Refused(f"is nested more than {MAX_DEPTH} levels deep") from None
     else:
-        loader = _SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None
-            _measure(node)
-            data = loader.construct_document(node)
-        finally:
-            loader.dispose()
-    _check_values(data)
+        data = None
+        if len(raw) >= C_YAML_MIN_BYTES and getattr(yaml, "__with_libyaml__", False):
+            try:
+                data = _load_yaml(_CSafeLoader(text, raw.count(b"!")), aliases=b"*" in raw)
+            except Exception:  # noqa: BLE001  (the pure-Python loader below gives the reference message)
+                data = None
+        if data is None:
+            data = _load_yaml(_SafeLoader(text))
     return data
+
+
+def _load_yaml(loader: Any, aliases: bool = True) -> Any:
+    """The document of ``loader``, composed, measured, then constructed.
+
+    ``aliases=False`` (the text holds no ``*``, so no node is shared) measures only the depth, level
+    by level; a node graph with aliases goes through :func:`_measure`.
+    """
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if aliases:
+            _measure(node)
+        else:
+            _measure_tree(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def syntax_message(exc: Exception, json_format: bool) -> tuple[str, str]:
