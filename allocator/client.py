@@ -29,6 +29,10 @@ from .errors import AllocatorError, InfeasibleError, Problem, SolverUnavailableE
 from .plan import PlanSummary
 
 
+DOWNLOADS = {"csv": "plan.csv", "xlsx": "plan.xlsx", "html": "report.html", "json": ""}
+"""What :meth:`Client.download` fetches: the kind and the file under ``/v1/plans/{id}/``."""
+
+
 class RemoteError(AllocatorError):
     """An answer of the service that is not one of the library's own errors (401, 403, 404, 429, 500)."""
 
@@ -254,6 +258,31 @@ class Client:
 
     def version(self, name: str, version: int) -> RemotePlan:
         return RemotePlan.from_record(self._call("GET", f"/v1/scenarios/{name}/versions/{version}"))
+
+    def download(self, plan_id: str, kind: str = "xlsx", path: str | Path | None = None) -> bytes | Path:
+        """A stored plan as a file: ``csv`` (plan.csv), ``xlsx`` (plan.xlsx), ``html`` (report.html) or ``json``.
+
+        Returns the bytes, or writes them to ``path`` (a file, or a folder to put the service's file
+        name in) and returns the path written.
+        """
+        if kind not in DOWNLOADS:
+            raise SpecError(Problem("kind", f"must be one of {', '.join(DOWNLOADS)}; got {kind!r}"))
+        r = self._http.get(f"/v1/plans/{plan_id}" + (f"/{DOWNLOADS[kind]}" if DOWNLOADS[kind] else ""))
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+            except ValueError:
+                body = {"error": "http", "message": r.text[:500]}
+            raise self._error(r.status_code, body)
+        if path is None:
+            return r.content
+        path = Path(path)
+        if path.is_dir():
+            disposition = r.headers.get("content-disposition", "")
+            name = disposition.split('filename="', 1)[-1].rstrip('"') if "filename=" in disposition else None
+            path = path / (name or f"{plan_id}.{kind}")
+        path.write_bytes(r.content)
+        return path
 
     def diff(self, name: str, from_version: int, to_version: int) -> dict[str, Any]:
         return self._call("GET", f"/v1/scenarios/{name}/diff", params={"from": from_version, "to": to_version})

@@ -20,8 +20,8 @@ from allocator.errors import InfeasibleError, SpecError
 from allocator.plan import PLAN_COLUMNS
 from allocator.spec import scenario_from_dict
 from allocator.spec.loader import read_mapping
-from test_service_support import (ROOT, Server, example_json, keys_cli, new_key, s_curve_json, wait_job,
-                                  without_timing)
+from test_service_support import (ROOT, Server, example_json, job_pids, keys_cli, new_key, s_curve_json,
+                                  wait_job, without_timing)
 
 LIMITS = {"ALLOCATOR_MAX_BODY_BYTES": "200000", "ALLOCATOR_MAX_CELLS": "300", "ALLOCATOR_MAX_JOBS": "3",
           "ALLOCATOR_MAX_SOLVE_SECONDS": "300", "ALLOCATOR_JOB_PROCESSES": "2"}
@@ -74,7 +74,7 @@ def test_health_needs_no_key_and_openapi_has_the_scenario_schema(server):
     import httpx
 
     h = httpx.get(f"{server.url}/v1/health").json()
-    assert h["status"] == "ok" and h["schema_revision"] == "0001" and h["store"] == "sqlite"
+    assert h["status"] == "ok" and h["schema_revision"] == "0002" and h["store"] == "sqlite"
     doc = httpx.get(f"{server.url}/openapi.json").json()
     # the schema of the request body is the scenario file's own pydantic model
     assert doc["components"]["schemas"]["Scenario"]["properties"].keys() == \
@@ -327,6 +327,7 @@ def test_limits_on_body_cells_media_and_jobs(server):
         assert r.status_code == 415
         # three long jobs are the limit; the fourth is refused until one is cancelled
         long = s_curve_json(150, seed=5, name="limit_job", tolerance=1e-9)
+        long["solver"]["name"] = "global"   # auto takes the envelope route: done before the cancels
         ids = [c.post("/v1/plans", json=long).json()["id"] for _ in range(3)]
         r = c.post("/v1/plans", json=long)
         assert r.status_code == 429 and r.json()["error"] == "too_many_jobs"
@@ -376,10 +377,21 @@ def test_restart_while_a_job_runs_fails_the_job_and_keeps_the_plans(tmp_path):
     try:
         with srv.client(key) as c:
             kept = c.post("/v1/plans", json=example_json(name="kept")).json()
-            job = c.post("/v1/plans", json=s_curve_json(150, seed=4, name="interrupted", tolerance=1e-9)).json()
+            long = s_curve_json(150, seed=4, name="interrupted", tolerance=1e-9)
+            long["solver"]["name"] = "global"   # (auto's envelope route would finish before the kill)
+            job = c.post("/v1/plans", json=long).json()
             wait_job(c, job["id"], until=("running",))
+            deadline = time.monotonic() + 60
+            while not job_pids(job["id"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert job_pids(job["id"]), "the job's process did not start"
     finally:
         srv.kill()
+    # the job's process ends with the server, even killed (it must not run on, unowned)
+    deadline = time.monotonic() + 10
+    while job_pids(job["id"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not job_pids(job["id"])
     srv2 = Server(tmp_path, env=LIMITS)
     try:
         with srv2.client(key) as c:

@@ -59,7 +59,7 @@ def test_sqlite_and_postgresql_give_identical_versions_and_diffs(tmp_path, postg
     lite = _run_through_server(tmp_path / "lite", None)
     pg = _run_through_server(tmp_path / "pg", postgres_url)
     assert lite["health"]["store"] == "sqlite" and pg["health"]["store"] == "postgresql"
-    assert lite["health"]["schema_revision"] == pg["health"]["schema_revision"] == "0001"
+    assert lite["health"]["schema_revision"] == pg["health"]["schema_revision"] == "0002"
     assert [v["version"] for v in pg["versions"]] == [1, 2, 3, 4]
     assert _comparable(lite["versions"]) == _comparable(pg["versions"])
     assert _comparable(lite["diffs"]) == _comparable(pg["diffs"])

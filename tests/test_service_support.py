@@ -82,9 +82,13 @@ def new_key(data_dir: Path | None, workspace: str, read_only: bool = False, url:
 
 
 class Server:
-    """``python -m allocator.service`` on 127.0.0.1 (a real uvicorn process), stopped by :meth:`stop`."""
+    """``python -m allocator.service`` on 127.0.0.1 (a real uvicorn process), stopped by :meth:`stop`.
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, database_url: str | None = None):
+    ``workers``: ``--workers N`` (default: the command's own, one per core).
+    """
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, database_url: str | None = None,
+                 workers: int | None = None):
         self.data_dir, self.port = Path(data_dir), free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -95,7 +99,8 @@ class Server:
             full_env.pop("ALLOCATOR_DATABASE_URL", None)
         self.log = open(Path(data_dir) / f"server-{self.port}.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "allocator.service", "--host", "127.0.0.1",
-                                      "--port", str(self.port), "--log-level", "warning"],
+                                      "--port", str(self.port), "--log-level", "warning",
+                                      *(["--workers", str(workers)] if workers else [])],
                                      cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + 120
@@ -151,6 +156,20 @@ def wait_job(http: httpx.Client, job_id: str, until: tuple[str, ...] = ("done", 
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
         time.sleep(0.1)
+
+
+def job_pids(job_id: str) -> list[int]:
+    """Processes named for the job (``job-<id>``, set by the job process itself)."""
+    want = f"job-{job_id[:11]}"
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == want and (d / "stat").read_text().split(") ")[1][0] != "Z":
+                    out.append(int(d.name))
+            except (OSError, IndexError):
+                pass
+    return out
 
 
 # ---------------------------------------------------------------- PostgreSQL from the system's binaries

@@ -3,35 +3,38 @@
 Every route but ``/v1/health`` (and the OpenAPI document) needs ``Authorization: Bearer KEY``;
 a key reads and writes its own workspace only. Request bodies are read here, within
 ``max_body_bytes``, and validated by :mod:`.requests` (the scenario loader's own messages); the
-library does the work (:mod:`.operations`), in a worker thread for small solves and in a job
-process for long ones (:mod:`.jobs`). Errors are shaped by :mod:`.errors`; an unexpected one is
-logged with the request id that the answer carries in ``request_id`` and ``X-Request-ID``.
+library does the work (:mod:`.operations`): a small direct plan on the event loop itself
+(:data:`INLINE_CELLS`), other quick solves in a worker thread, long ones in a job process
+(:mod:`.jobs`). Errors are shaped by :mod:`.errors`; an unexpected one is logged with the request
+id that the answer carries in ``request_id`` and ``X-Request-ID``. Stored plans download as
+plan.xlsx and report.html (:mod:`.downloads`). Several processes may serve one store
+(``allocator serve --workers N``; :func:`worker_app`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import AllocatorError, Problem, SpecError
 from . import operations as ops
 from .config import Settings
-from .errors import ApiError, ErrorOut, error_of
+from .downloads import XLSX_TYPE
+from .errors import ApiError, error_of
 from .jobs import JobRunner
 from .requests import (FrontierOptions, SensitivityOptions, SweepOptions, UncertaintyOptions, WhatIfOptions,
-                       options_from, parse_json, scenario_data, scenario_from_request)
+                       count_cells, options_from, parse_json, scenario_data, scenario_from_request)
+from .schemas import ERRORS, HealthOut, JobOut, PlanOut, RequestId, VersionOut, _body, _request_schemas
 from .store import ACTIVE_JOB_STATES, KeyRecord, Store, TooManyJobs, diff_plans
 
 logger = logging.getLogger("allocator.service")
@@ -39,78 +42,27 @@ logger = logging.getLogger("allocator.service")
 API_TITLE = "allocator"
 MAX_VERSION = 2**31 - 1
 """Largest version number asked for (an INTEGER column in both databases)."""
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SOLVING_THREADS = 2
+"""Threads of one server process that solve direct plans at once (larger ones; see :data:`INLINE_CELLS`)."""
+INLINE_CELLS = 200
+"""Direct plans of at most this many cells are solved on the event loop itself (a few milliseconds).
 
-
-# ---------------------------------------------------------------- response models (for the OpenAPI document)
-
-class PlanOut(BaseModel):
-    id: str
-    scenario: str
-    version: int
-    created_at: str
-    created_by: str = Field(description="id of the key that asked")
-    input_hash: str = Field(description="SHA-256 (16 hex digits) of the validated scenario's canonical JSON")
-    engine_version: str
-    solver: str
-    status: str
-    optimality_gap: float | None
-    solve_seconds: float
-    summary: dict[str, Any] = Field(description="the fields of summary.json")
-    cells: list[dict[str, Any]] = Field(description="the rows of plan.csv")
-
-
-class VersionOut(BaseModel):
-    id: str
-    scenario: str
-    version: int
-    created_at: str
-    created_by: str
-    input_hash: str
-    engine_version: str
-    solver: str
-    status: str
-    optimality_gap: float | None
-    solve_seconds: float
-
-
-class JobOut(BaseModel):
-    id: str
-    kind: str = Field(description="plan, frontier, sensitivity, whatif, sweep or uncertainty")
-    status: str = Field(description="queued, running, storing (the answer is being stored), done, failed or cancelled")
-    progress: dict[str, Any] = Field(description="stage; the global solver's round, upper_bound, gap, elapsed; "
-                                                 "a sweep's variants_done of variants")
-    plan_id: str | None
-    error: dict[str, Any] | None
-    created_at: str
-    updated_at: str
-    created_by: str
-
-
-class HealthOut(BaseModel):
-    status: str
-    engine_version: str
-    store: str
-    schema_revision: str | None
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": what} for code, what in (
-        (401, "no key, or an unknown or revoked key"), (403, "a read-only key asked to write"),
-        (404, "no such id in this workspace"), (409, "infeasible: the rules named cannot hold together"),
-        (413, "request body too large"), (415, "not JSON"), (422, "invalid input, one problem per field and cell"),
-        (429, "too many jobs queued or running in this workspace"), (500, "internal error (logged with request_id)"))}
-
-
-def _body(name: str) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{name}"}}}}}
+The work holds the GIL wherever it runs, so a thread buys no parallelism: it costs a hand-over
+per request, and every call of the event loop that releases the GIL (a socket read, a SQLite
+query) then waits for the solving thread's switch interval (5 ms). Solving small plans inline
+is both cheaper and faster; larger ones go to at most :data:`SOLVING_THREADS` threads, so that
+the loop keeps answering meanwhile.
+"""
 
 
 # ---------------------------------------------------------------- the app
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
-    """The service over ``store`` (default: the settings' database, migrated to the newest schema)."""
+    """The service over ``store`` (default: the settings' database, migrated to the newest schema).
+
+    Any number of processes may serve one store: each fails, at its start and every
+    :data:`~.jobs.RECOVER_SECONDS` after, only the jobs whose server process is gone.
+    """
     settings = settings or Settings.from_env()
     from .. import __version__
 
@@ -119,11 +71,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         st = store or Store(settings.url)
-        failed = st.fail_interrupted()
-        if failed:
-            logger.warning("%d job(s) were queued or running when the server last stopped: marked failed", failed)
         app.state.store = st
         app.state.jobs = JobRunner(st, settings.job_processes)
+        app.state.jobs.recover()
+        # larger direct plans solve in at most SOLVING_THREADS threads of a process: the work holds
+        # the GIL, so more threads only interleave the requests (each waits for all) and grow memory
+        app.state.solving = CapacityLimiter(SOLVING_THREADS)
         try:
             yield
         finally:
@@ -145,13 +98,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         return JSONResponse({**err.body(), "request_id": rid(request)}, status_code=err.status,
                             headers={"X-Request-ID": rid(request)})
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+    app.add_middleware(RequestId)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -183,7 +130,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     def the_store(request: Request) -> Store:
         return request.app.state.store
 
-    def current_key(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> KeyRecord:
+    # async: run on the event loop, not through the thread pool (a key lookup is one indexed read;
+    # a thread hop per dependency cost more CPU than the read, and the GIL is shared anyway)
+    async def current_key(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(bearer)
+                          ) -> KeyRecord:
         if cred is None:
             raise ApiError(401, "unauthorized", "send an API key: `Authorization: Bearer KEY`")
         key = the_store(request).authenticate(cred.credentials)
@@ -191,7 +141,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             raise ApiError(401, "unauthorized", "unknown or revoked API key")
         return key
 
-    def writer(key: KeyRecord = Depends(current_key)) -> KeyRecord:
+    async def writer(key: KeyRecord = Depends(current_key)) -> KeyRecord:
         if key.read_only:
             raise ApiError(403, "read_only", f"key {key.id} is read-only; this request writes")
         return key
@@ -220,7 +170,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         st = the_store(request)
         try:
             job = st.create_job(key.workspace, kind, {"kind": kind, **payload}, key.id,
-                                settings.max_jobs_per_workspace)
+                                settings.max_jobs_per_workspace, owner=request.app.state.jobs.owner)
         except TooManyJobs as exc:
             raise ApiError(429, "too_many_jobs", str(exc)) from None
 
@@ -233,11 +183,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         request.app.state.jobs.submit(job["id"], kind, payload, finish, rid(request))
         return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
 
-    def store_plan(st: Store, key: KeyRecord, sc, data: dict[str, Any]) -> dict[str, Any]:
+    def store_plan(st: Store, key: KeyRecord, sc, data: dict[str, Any], raw: bool = False) -> dict[str, Any] | bytes:
         from ..workbook.plan_book import scenario_hash
 
         return st.add_plan(key.workspace, sc.name, scenario_data(sc), scenario_hash(sc), engine_version, key.id,
-                           data["summary"], data["cells"])
+                           data["summary"], data["cells"], raw=raw)
 
     async def analysis(request: Request, key: KeyRecord, kind: str, model, mode: str) -> JSONResponse:
         data = await read_json(request)
@@ -315,16 +265,24 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         st = the_store(request)
 
         def work():
-            sc = scenario_from_request(data, settings)
-            payload = {"scenario": scenario_data(sc), "solver": solver, "tolerance": tolerance}
-            if mode == "job" or ops.needs_job("plan", sc, {"solver": solver}):
-                return None, payload, sc
-            return store_plan(st, key, sc, ops.run_plan(payload)), payload, sc
+            from ..compile import compile_scenario
 
-        rec, payload, sc = await run_in_threadpool(work)
-        if rec is None:
+            sc = scenario_from_request(data, settings)
+            problem = compile_scenario(sc)
+            if mode == "job" or ops.needs_job("plan", sc, {"solver": solver}, problem):
+                return None, {"scenario": scenario_data(sc), "solver": solver, "tolerance": tolerance}, sc
+            # validated and compiled once; the answer is the text just stored, not encoded again
+            return store_plan(st, key, sc, ops.plan_of(sc, problem, solver, tolerance), raw=True), None, sc
+
+        if count_cells(data) <= INLINE_CELLS:
+            raw, payload, sc = work()
+        else:
+            raw, payload, sc = await to_thread.run_sync(work, limiter=request.app.state.solving)
+        if raw is None:
             return start_job(request, key, "plan", payload, sc)
-        return JSONResponse(rec, status_code=201, headers={"Location": f"/v1/plans/{rec['id']}"})
+        plan_id = raw[7:39].decode()  # the record opens with {"id":"<32 hex digits>"
+        return Response(raw, status_code=201, media_type="application/json",
+                        headers={"Location": f"/v1/plans/{plan_id}"})
 
     def found(obj, what: str, ident: Any):
         if obj is None:
@@ -334,7 +292,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @app.get("/v1/plans/{plan_id}", response_model=PlanOut, tags=["plans"], responses=ERRORS)
     def get_plan(plan_id: str, request: Request, key: KeyRecord = Depends(current_key)):
         """A stored plan: summary.json's fields and plan.csv's rows."""
-        return JSONResponse(found(the_store(request).get_plan(key.workspace, plan_id), "plan", plan_id))
+        raw = found(the_store(request).get_plan(key.workspace, plan_id, raw=True), "plan", plan_id)
+        return Response(raw, media_type="application/json")
 
     @app.get("/v1/plans/{plan_id}/plan.csv", tags=["plans"], responses={200: {"content": {"text/csv": {}}}, **ERRORS})
     def get_plan_csv(plan_id: str, request: Request, key: KeyRecord = Depends(current_key)):
@@ -345,6 +304,45 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
         rec = found(the_store(request).get_plan(key.workspace, plan_id), "plan", plan_id)
         return Response(csv_text(pd.DataFrame(rec["cells"])), media_type="text/csv")
+
+    def download(rec: dict[str, Any] | None, what: str, ident: str, kind: str) -> Response:
+        from . import downloads
+
+        rec = found(rec, what, ident)
+        return Response(downloads.document(rec, kind), media_type=downloads.KINDS[kind], headers={
+            "Content-Disposition": f'attachment; filename="{downloads.filename(rec, kind)}"'})
+
+    xlsx = {200: {"content": {XLSX_TYPE: {}}, "description": "plan.xlsx"}, **ERRORS}
+    html = {200: {"content": {"text/html": {}}, "description": "report.html"}, **ERRORS}
+
+    @app.get("/v1/plans/{plan_id}/plan.xlsx", tags=["plans"], responses=xlsx, response_class=Response)
+    def get_plan_xlsx(plan_id: str, request: Request, key: KeyRecord = Depends(current_key)):
+        """A stored plan as ``allocator plan --xlsx`` writes it, re-derived from the stored scenario and
+        spend without a new solve (409 when this engine cannot reproduce it)."""
+        rec = the_store(request).get_plan(key.workspace, plan_id, with_scenario=True)
+        return download(rec, "plan", plan_id, "plan.xlsx")
+
+    @app.get("/v1/plans/{plan_id}/report.html", tags=["plans"], responses=html, response_class=Response)
+    def get_plan_report(plan_id: str, request: Request, key: KeyRecord = Depends(current_key)):
+        """A stored plan's one-file HTML report, as ``allocator plan --html`` writes it (re-derived likewise)."""
+        rec = the_store(request).get_plan(key.workspace, plan_id, with_scenario=True)
+        return download(rec, "plan", plan_id, "report.html")
+
+    @app.get("/v1/scenarios/{name}/versions/{version}/plan.xlsx", tags=["versions"], responses=xlsx,
+             response_class=Response)
+    def get_version_xlsx(name: str, request: Request, version: int = Path(ge=1, le=MAX_VERSION),
+                         key: KeyRecord = Depends(current_key)):
+        """One version's plan.xlsx."""
+        rec = the_store(request).get_version(key.workspace, name, version, with_scenario=True)
+        return download(rec, "version", f"{name} v{version}", "plan.xlsx")
+
+    @app.get("/v1/scenarios/{name}/versions/{version}/report.html", tags=["versions"], responses=html,
+             response_class=Response)
+    def get_version_report(name: str, request: Request, version: int = Path(ge=1, le=MAX_VERSION),
+                           key: KeyRecord = Depends(current_key)):
+        """One version's report.html."""
+        rec = the_store(request).get_version(key.workspace, name, version, with_scenario=True)
+        return download(rec, "version", f"{name} v{version}", "report.html")
 
     @app.get("/v1/plans/{plan_id}/scenario", tags=["plans"], responses=ERRORS)
     def get_plan_scenario(plan_id: str, request: Request, key: KeyRecord = Depends(current_key)) -> dict[str, Any]:
@@ -468,23 +466,24 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     return app
 
 
-def _request_schemas() -> dict[str, Any]:
-    """The scenario file's JSON Schema (the same pydantic model) and the analysis requests built on it."""
-    from ..spec import Scenario
+def worker_app() -> FastAPI:
+    """One worker process of ``allocator serve --workers N`` (uvicorn calls this factory in each).
 
-    ref = "#/components/schemas/{model}"
-    out: dict[str, Any] = {}
-    sc = Scenario.model_json_schema(ref_template=ref)
-    out.update(sc.pop("$defs", {}))
-    out["Scenario"] = sc
-    for name, model in (("FrontierRequest", FrontierOptions), ("SensitivityRequest", SensitivityOptions),
-                        ("WhatIfRequest", WhatIfOptions), ("SweepRequest", SweepOptions),
-                        ("UncertaintyRequest", UncertaintyOptions)):
-        s = model.model_json_schema(ref_template=ref)
-        out.update(s.pop("$defs", {}))
-        s["properties"]["scenario"] = {"$ref": "#/components/schemas/Scenario"}
-        out[name] = s
-    return out
+    The worker ends with the supervisor, even when that is killed (``PR_SET_PDEATHSIG``): an
+    orphaned worker would keep serving, and keep its jobs running, beside a restarted server.
+    The settings' ``job_processes`` are shared among the workers, at least one each.
+    """
+    import math
+    import os
+
+    from ..scenarios.execution import die_with_parent
+    from .config import SUPERVISOR_ENV, WORKERS_ENV
+
+    if os.environ.get(SUPERVISOR_ENV, "").isdigit():
+        die_with_parent(int(os.environ[SUPERVISOR_ENV]))
+    settings = Settings.from_env()
+    workers = max(1, int(os.environ.get(WORKERS_ENV, "1") or 1))
+    return create_app(settings.with_(job_processes=math.ceil(settings.job_processes / workers)))
 
 
 def app_from_env() -> FastAPI:

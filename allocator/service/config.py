@@ -13,7 +13,8 @@ variable                           meaning (default)
 ``ALLOCATOR_MAX_CELLS``            most (segment, task) cells in one scenario (5,000)
 ``ALLOCATOR_MAX_SOLVE_SECONDS``    ``solver.time_limit`` given to every solve, and its cap (60)
 ``ALLOCATOR_MAX_JOBS``             queued or running jobs per workspace (4)
-``ALLOCATOR_JOB_PROCESSES``        jobs computed at once, each in its own process (2)
+``ALLOCATOR_JOB_PROCESSES``        jobs computed at once, each in its own process (2); shared
+                                   among ``serve --workers``, at least one each
 ``ALLOCATOR_MAX_VARIANTS``         most variants of one sweep (500)
 ``ALLOCATOR_MAX_POINTS``           most budgets of one frontier (1,000)
 ``ALLOCATOR_MAX_SAMPLES``          most draws of one uncertainty run (5,000)
@@ -31,6 +32,9 @@ from ..errors import Problem, SpecError
 DATA_DIR_ENV = "ALLOCATOR_DATA_DIR"
 DATABASE_URL_ENV = "ALLOCATOR_DATABASE_URL"
 DB_FILE = "allocator.db"
+#: set by ``serve --workers N`` for its worker processes (not settings: how the processes find each other)
+WORKERS_ENV = "ALLOCATOR_SERVE_WORKERS"
+SUPERVISOR_ENV = "ALLOCATOR_SERVE_SUPERVISOR"
 
 
 @dataclass(frozen=True)
@@ -57,15 +61,9 @@ class Settings:
     def from_env(cls, **overrides) -> "Settings":
         """Settings from ``ALLOCATOR_*`` variables; keyword arguments (not None) win over them."""
         env = os.environ
-        names = {"max_body_bytes": ("ALLOCATOR_MAX_BODY_BYTES", int), "max_cells": ("ALLOCATOR_MAX_CELLS", int),
-                 "max_solve_seconds": ("ALLOCATOR_MAX_SOLVE_SECONDS", float),
-                 "max_jobs_per_workspace": ("ALLOCATOR_MAX_JOBS", int),
-                 "job_processes": ("ALLOCATOR_JOB_PROCESSES", int),
-                 "max_variants": ("ALLOCATOR_MAX_VARIANTS", int), "max_points": ("ALLOCATOR_MAX_POINTS", int),
-                 "max_samples": ("ALLOCATOR_MAX_SAMPLES", int)}
         kw: dict = {}
         problems = []
-        for field, (var, kind) in names.items():
+        for field, (var, kind) in _ENV_NAMES.items():
             if env.get(var, "").strip():
                 try:
                     kw[field] = kind(env[var])
@@ -92,3 +90,20 @@ class Settings:
 
     def with_(self, **kw) -> "Settings":
         return replace(self, **kw).checked()
+
+    def to_env(self) -> dict[str, str]:
+        """The ``ALLOCATOR_*`` variables that give these settings back through :meth:`from_env`
+        (how ``serve --workers`` hands them to worker processes, which build their own)."""
+        out = {var: repr(getattr(self, field)) for field, (var, _kind) in _ENV_NAMES.items()}
+        out[DATA_DIR_ENV] = str(self.data_dir)
+        if self.database_url:
+            out[DATABASE_URL_ENV] = self.database_url
+        return out
+
+
+_ENV_NAMES = {"max_body_bytes": ("ALLOCATOR_MAX_BODY_BYTES", int), "max_cells": ("ALLOCATOR_MAX_CELLS", int),
+              "max_solve_seconds": ("ALLOCATOR_MAX_SOLVE_SECONDS", float),
+              "max_jobs_per_workspace": ("ALLOCATOR_MAX_JOBS", int),
+              "job_processes": ("ALLOCATOR_JOB_PROCESSES", int),
+              "max_variants": ("ALLOCATOR_MAX_VARIANTS", int), "max_points": ("ALLOCATOR_MAX_POINTS", int),
+              "max_samples": ("ALLOCATOR_MAX_SAMPLES", int)}

@@ -32,7 +32,9 @@ def _scenario(payload: dict[str, Any]):
     from ..solvers import AUTO, SOLVERS
     from ..spec import scenario_from_dict
 
-    return scenario_from_dict(payload["scenario"], source="request", solver_names=(AUTO, *SOLVERS), allow_files=False)
+    # a payload's scenario is the service's own dump of a validated scenario: walked once already
+    return scenario_from_dict(payload["scenario"], source="request", solver_names=(AUTO, *SOLVERS), allow_files=False,
+                              check_values=False)
 
 
 def solver_for(sc, solver: str | None = None, problem=None) -> str:
@@ -48,14 +50,14 @@ LONG_SOLVERS = ("global", "envelope")
 """Backends that can run for long: the global MILP, and the envelope route (which falls back to it)."""
 
 
-def needs_job(kind: str, sc, options: dict[str, Any]) -> bool:
+def needs_job(kind: str, sc, options: dict[str, Any], problem=None) -> bool:
     """True when the request can take longer than a request should: the global solver (or a route that
-    can fall back to it: any S-shaped curve), sweeps, uncertainty."""
+    can fall back to it: any S-shaped curve), sweeps, uncertainty. ``problem``: ``sc`` compiled, if at hand."""
     from ..compile import compile_scenario
 
     if kind in JOB_ONLY:
         return True
-    problem = compile_scenario(sc)
+    problem = problem if problem is not None else compile_scenario(sc)
     if kind == "frontier":
         from ..analysis.frontier import path_supported
 
@@ -68,18 +70,23 @@ def needs_job(kind: str, sc, options: dict[str, Any]) -> bool:
 
 def run_plan(payload: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
     """``{"summary", "cells"}`` of the plan, exactly as ``allocator plan --json`` prints it."""
-    from ..cli.plan_cmd import plan_json
     from ..compile import compile_scenario
-    from ..plan import make_plan
 
     sc = _scenario(payload)
-    problem = compile_scenario(sc)
+    return plan_of(sc, compile_scenario(sc), payload.get("solver"), payload.get("tolerance"), progress)
+
+
+def plan_of(sc, problem, solver: str | None = None, tolerance: float | None = None,
+            progress: Progress | None = None) -> dict[str, Any]:
+    """:func:`run_plan` of a scenario already validated and compiled (a request's direct plan does both once)."""
+    from ..cli.plan_cmd import plan_json
+    from ..plan import make_plan
+
     if progress is not None:
         progress({"stage": "solving", "cells": int(problem.n)})
         problem = replace(problem, options={**(problem.options or {}), "progress": lambda d: progress(
             {"stage": "solving", **_jsonable(d)})})
-    tol = payload.get("tolerance")
-    plan = make_plan(problem, payload.get("solver") or sc.solver.name, tol if tol is not None else sc.solver.tolerance)
+    plan = make_plan(problem, solver or sc.solver.name, tolerance if tolerance is not None else sc.solver.tolerance)
     return plan_json(plan)
 
 

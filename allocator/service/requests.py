@@ -45,6 +45,9 @@ def count_cells(data: Any) -> int:
 def scenario_from_request(data: Any, settings: Settings, field: str = "") -> Scenario:
     """A validated scenario from a request's mapping, its solve time capped by the settings.
 
+    ``data`` comes from :func:`parse_json`, which walked all of it already (nesting, control
+    characters, huge numbers): the loader does not walk it again.
+
     Raises
     ------
     SpecError
@@ -67,7 +70,8 @@ def scenario_from_request(data: Any, settings: Settings, field: str = "") -> Sce
         raise SpecError(Problem(f"{prefix}segments", f"holds {n:,} cells; the service takes at most "
                                                      f"{settings.max_cells:,} per request"), source="request")
     try:
-        sc = scenario_from_dict(data, source="request", solver_names=(AUTO, *SOLVERS), allow_files=False)
+        sc = scenario_from_dict(data, source="request", solver_names=(AUTO, *SOLVERS), allow_files=False,
+                                check_values=False)
     except SpecError as exc:
         if not prefix:
             raise

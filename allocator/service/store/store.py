@@ -4,6 +4,12 @@ Every read and write names its workspace: a row of another workspace is never re
 that asks for another workspace's plan or job by id gets "not found", exactly as for an id that
 does not exist. Plans are written once and never updated; a plan's version is one more than the
 scenario's latest in the same transaction (a concurrent writer that took the same number retries).
+
+Several server processes share one store. On SQLite (WAL, a 30 s busy timeout) every write that
+reads first (a plan's version number, a job's admission against the workspace's limit) takes the
+write lock at its start (``BEGIN IMMEDIATE``): a transaction that read a snapshot and then tried to
+write would get "database is locked" at once, whatever the timeout, when another process wrote in
+between. On PostgreSQL an advisory lock per workspace serializes job admissions.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import bindparam, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -32,6 +38,13 @@ STORING = "storing"
 FINAL_JOB_STATES = ("done", "failed", "cancelled")
 INTERRUPTED = {"error": "interrupted", "message": "the server stopped while this job ran; submit it again "
                                                   "(plans stored before the stop are kept)"}
+
+
+# statements of every request, built once (SQLAlchemy then reuses their compiled form from its cache)
+_KEY_BY_ID = select(api_keys).where(api_keys.c.id == bindparam("key_id"))
+_LATEST_VERSION = select(func.max(plans.c.version)).where(plans.c.workspace == bindparam("w"),
+                                                          plans.c.scenario == bindparam("s"))
+_ADD_PLAN = plans.insert()
 
 
 def now() -> datetime:
@@ -133,7 +146,7 @@ class Store:
         if len(parts) < 3 or parts[0] != KEY_PREFIX or len(secret) > 200:
             return None
         with self.engine.connect() as conn:
-            row = conn.execute(select(api_keys).where(api_keys.c.id == parts[1])).mappings().first()
+            row = conn.execute(_KEY_BY_ID, {"key_id": parts[1]}).mappings().first()
         if row is None or row["revoked_at"] is not None:
             return None
         if not hmac.compare_digest(row["secret_hash"], hash_secret(secret)):
@@ -160,9 +173,13 @@ class Store:
 
     # ------------------------------------------------------------------ plans
     def add_plan(self, workspace: str, scenario: str, scenario_data: dict[str, Any], input_hash: str,
-                 engine_version: str, created_by: str, summary: dict[str, Any], cells: list[dict[str, Any]]
-                 ) -> dict[str, Any]:
-        """Store a solved plan as the scenario's next version; return its record (with summary and cells)."""
+                 engine_version: str, created_by: str, summary: dict[str, Any], cells: list[dict[str, Any]],
+                 raw: bool = False) -> dict[str, Any] | bytes:
+        """Store a solved plan as the scenario's next version; return its record (with summary and cells).
+
+        With ``raw`` the record comes back as its JSON bytes, made from the text just stored (what
+        an HTTP answer sends: the plan is not encoded twice).
+        """
         row = {"id": uuid.uuid4().hex, "workspace": workspace, "scenario": scenario,
                "scenario_json": _dumps(scenario_data), "input_hash": input_hash, "engine_version": engine_version,
                "solver": str(summary.get("solver") or ""), "status": str(summary.get("status") or ""),
@@ -173,25 +190,28 @@ class Store:
             with self._write_lock:
                 try:
                     with self.engine.begin() as conn:
-                        latest = conn.execute(select(func.max(plans.c.version)).where(
-                            plans.c.workspace == workspace, plans.c.scenario == scenario)).scalar()
+                        if self.is_sqlite:  # read and insert in one write transaction
+                            conn.exec_driver_sql("BEGIN IMMEDIATE")
+                        latest = conn.execute(_LATEST_VERSION, {"w": workspace, "s": scenario}).scalar()
                         row["version"] = int(latest or 0) + 1
                         row["created_at"] = now()
-                        conn.execute(plans.insert().values(**row))
+                        conn.execute(_ADD_PLAN, row)
                     break
                 except IntegrityError:  # another process took this version number: take the next one
                     continue
         else:  # pragma: no cover
             raise RuntimeError("could not number the plan's version after 20 attempts")
-        return self._plan(row, summary, cells)
+        return self._plan_bytes(row) if raw else self._plan(row, summary, cells)
 
-    @staticmethod
-    def _plan(row, summary: Any = None, cells: Any = None, with_scenario: bool = False) -> dict[str, Any]:
-        out = {"id": row["id"], "scenario": row["scenario"], "version": row["version"],
-               "created_at": _iso(row["created_at"]), "created_by": row["created_by"],
-               "input_hash": row["input_hash"], "engine_version": row["engine_version"], "solver": row["solver"],
-               "status": row["status"], "optimality_gap": row["optimality_gap"],
-               "solve_seconds": row["solve_seconds"]}
+    @classmethod
+    def _plan_bytes(cls, row) -> bytes:
+        """The record of :meth:`_plan` as JSON bytes, with the stored summary and cells text spliced in."""
+        head = json.dumps(cls._meta(row), allow_nan=False, separators=(",", ":"))
+        return f'{head[:-1]},"summary":{row["summary_json"]},"cells":{row["cells_json"]}}}'.encode()
+
+    @classmethod
+    def _plan(cls, row, summary: Any = None, cells: Any = None, with_scenario: bool = False) -> dict[str, Any]:
+        out = cls._meta(row)
         if summary is not None or "summary_json" in row:
             out["summary"] = summary if summary is not None else json.loads(row["summary_json"])
             out["cells"] = cells if cells is not None else json.loads(row["cells_json"])
@@ -199,17 +219,30 @@ class Store:
             out["scenario_data"] = json.loads(row["scenario_json"])
         return out
 
-    def get_plan(self, workspace: str, plan_id: str, with_scenario: bool = False) -> dict[str, Any] | None:
+    @staticmethod
+    def _meta(row) -> dict[str, Any]:
+        return {"id": row["id"], "scenario": row["scenario"], "version": row["version"],
+               "created_at": _iso(row["created_at"]), "created_by": row["created_by"],
+               "input_hash": row["input_hash"], "engine_version": row["engine_version"], "solver": row["solver"],
+               "status": row["status"], "optimality_gap": row["optimality_gap"],
+               "solve_seconds": row["solve_seconds"]}
+
+    def get_plan(self, workspace: str, plan_id: str, with_scenario: bool = False, raw: bool = False
+                 ) -> dict[str, Any] | bytes | None:
+        """A stored plan of ``workspace`` (None for another workspace's); ``raw``: as JSON bytes."""
         with self.engine.connect() as conn:
             row = conn.execute(select(plans).where(plans.c.id == plan_id, plans.c.workspace == workspace)
                                ).mappings().first()
-        return None if row is None else self._plan(row, with_scenario=with_scenario)
+        if row is None:
+            return None
+        return self._plan_bytes(row) if raw else self._plan(row, with_scenario=with_scenario)
 
-    def get_version(self, workspace: str, scenario: str, version: int) -> dict[str, Any] | None:
+    def get_version(self, workspace: str, scenario: str, version: int, with_scenario: bool = False
+                    ) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(plans).where(plans.c.workspace == workspace, plans.c.scenario == scenario,
                                                    plans.c.version == version)).mappings().first()
-        return None if row is None else self._plan(row)
+        return None if row is None else self._plan(row, with_scenario=with_scenario)
 
     def list_versions(self, workspace: str, scenario: str) -> list[dict[str, Any]]:
         cols = [c for c in plans.c if c.name not in ("summary_json", "cells_json", "scenario_json")]
@@ -228,16 +261,21 @@ class Store:
                 for r in rows]
 
     # ------------------------------------------------------------------ jobs
-    def create_job(self, workspace: str, kind: str, request: dict[str, Any], created_by: str, limit: int
-                   ) -> dict[str, Any]:
-        """A queued job; :class:`TooManyJobs` when ``workspace`` has ``limit`` jobs queued or running."""
+    def create_job(self, workspace: str, kind: str, request: dict[str, Any], created_by: str, limit: int,
+                   owner: str | None = None) -> dict[str, Any]:
+        """A queued job run by ``owner``; :class:`TooManyJobs` when ``workspace`` has ``limit`` jobs in flight.
+
+        The count is the store's, so the limit holds across every server process sharing it.
+        """
         t = now()
         row = {"id": uuid.uuid4().hex, "workspace": workspace, "kind": kind, "status": "queued",
                "progress_json": _dumps({"stage": "queued"}), "request_json": _dumps(request), "created_at": t,
-               "updated_at": t, "created_by": created_by}
+               "updated_at": t, "created_by": created_by, "owner": owner}
         with self._write_lock, self.engine.begin() as conn:
-            if not self.is_sqlite:
-                # one job admission at a time per workspace, across server processes
+            # one job admission at a time per workspace, across server processes
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%(w)s))", {"w": workspace})
             active = conn.execute(select(func.count()).select_from(jobs).where(
                 jobs.c.workspace == workspace, jobs.c.status.in_(ACTIVE_JOB_STATES))).scalar()
@@ -267,6 +305,11 @@ class Store:
         with self.engine.begin() as conn:
             return conn.execute(q.values(**values)).rowcount > 0
 
+    def job_status(self, job_id: str) -> str | None:
+        """The job's status alone (what a worker polls to see a cancel made by another worker)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+
     @staticmethod
     def _job(row, with_result: bool = False) -> dict[str, Any]:
         out = {"id": row["id"], "kind": row["kind"], "status": row["status"],
@@ -294,11 +337,30 @@ class Store:
                                 .order_by(jobs.c.created_at, jobs.c.id)).mappings().all()
         return [self._job(dict(r)) for r in rows]
 
-    def fail_interrupted(self) -> int:
-        """Mark every queued, running or storing job failed (called when a server starts: nothing runs them now)."""
+    def fail_interrupted(self, alive: Callable[[str | None], bool] | None = None, owner: str | None = None) -> int:
+        """Mark queued, running or storing jobs failed: nothing will run them any more.
+
+        Parameters
+        ----------
+        alive : callable, optional
+            ``alive(owner)`` is True while the process named by a job's ``owner`` still runs it;
+            only the jobs of dead (or unknown) owners are failed. Without it, every active job.
+        owner : str, optional
+            Only the jobs of this owner (a server process that stops fails its own jobs).
+        """
+        states = (*ACTIVE_JOB_STATES, STORING)
+        q = update(jobs).where(jobs.c.status.in_(states))
+        if owner is not None:
+            q = q.where(jobs.c.owner == owner)
+        if alive is not None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(jobs.c.id, jobs.c.owner).where(jobs.c.status.in_(states))).all()
+            dead = [r[0] for r in rows if not alive(r[1])]
+            if not dead:
+                return 0
+            q = q.where(jobs.c.id.in_(dead))
         with self.engine.begin() as conn:
-            return conn.execute(update(jobs).where(jobs.c.status.in_((*ACTIVE_JOB_STATES, STORING)))
-                                .values(status="failed", error_json=_dumps(INTERRUPTED), updated_at=now())).rowcount
+            return conn.execute(q.values(status="failed", error_json=_dumps(INTERRUPTED), updated_at=now())).rowcount
 
 
 def _dumps(obj: Any) -> str:

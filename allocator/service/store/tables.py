@@ -5,7 +5,8 @@
 * ``plans``: one immutable row per solved plan, numbered per (workspace, scenario name) from 1:
   the scenario as validated, its input hash, the engine version, solver, status, gap, time, the key
   that asked, ``summary.json``'s fields and ``plan.csv``'s rows (JSON text).
-* ``jobs``: long solves (global solver, sweeps, uncertainty): status, progress, request, result.
+* ``jobs``: long solves (global solver, sweeps, uncertainty): status, progress, request, result,
+  and ``owner``, the server process running it (``host:pid:start``; see :mod:`..jobs`).
 """
 
 from __future__ import annotations
@@ -61,4 +62,6 @@ jobs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Column("owner", String(120)),
 )
+Index("ix_jobs_status", jobs.c.status)
