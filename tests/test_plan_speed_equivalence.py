@@ -138,3 +138,20 @@ def test_csv_escaping_of_text_columns_is_unchanged():
         if col.dtype.kind not in "biufcmM":
             old.isetitem(i, col.astype(object).map(escape_cell))
     assert csv_text(df, float_format="%.10g") == old.to_csv(index=False, float_format="%.10g")
+
+
+@pytest.mark.parametrize("fmt", ["%.10g", "%.12g", "%.17g"])
+def test_csv_float_columns_are_pandas_to_csv_text(fmt):
+    """csv_text formats float columns itself; the text must be pandas' own, value for value."""
+    from allocator.io import csv_safe, csv_text
+
+    rng = np.random.default_rng(7)
+    n = 5000
+    odd = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-5, 9.9999999995e-5, 1e16, 123456789012.5, 0.1 + 0.2,
+           5e-324, 1.7976931348623157e308, 0.5, 2.5, 1234567890.5]
+    vals = np.concatenate([rng.standard_normal(n) * 10.0 ** rng.integers(-20, 20, n), odd])
+    df = pd.DataFrame({"segment": pd.array([f"s{i}" for i in range(len(vals))], dtype="str"), "v": vals,
+                       "w": vals[::-1].copy(), "k": np.arange(len(vals)), "half": np.clip(vals, -1e30, 1e30).astype(np.float32)})
+    for kw in ({}, {"na_rep": "NA"}):
+        assert csv_text(df, float_format=fmt, **kw) == csv_safe(df).to_csv(index=False, float_format=fmt, **kw)
+    assert csv_text(df.iloc[:0], float_format=fmt) == csv_safe(df.iloc[:0]).to_csv(index=False, float_format=fmt)
