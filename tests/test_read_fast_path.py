@@ -157,6 +157,21 @@ def test_the_lazy_scenario_behaves_as_the_full_one(tmp_path, monkeypatch):
     assert len(fast.segments) == 30 and fast.model_dump_json() == full.model_dump_json()
 
 
+def test_validate_counts_segments_without_building_them(tmp_path, monkeypatch, capsys):
+    from allocator.cli import main
+
+    path = write(tmp_path / "s.json", random_scenario(40, 4))
+    lines = []
+    for fast in (True, False):
+        monkeypatch.setattr(columnar, "FAST_MIN_CELLS", 1 if fast else 10 ** 12)
+        if fast:
+            monkeypatch.setattr(ColumnarScenario, "_segments", lambda self: pytest.fail("segments were built"))
+        assert main(["validate", str(path)]) == 0
+        lines.append(capsys.readouterr().out)
+        monkeypatch.undo()
+    assert lines[0] == lines[1] and "40 segments" in lines[0]
+
+
 # ---------------------------------------------------------------- invalid input: the full path's messages
 
 def _cell(data: dict, k: int) -> dict:

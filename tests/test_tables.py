@@ -46,6 +46,7 @@ def test_bundled_scenario_through_a_table_gives_the_identical_plan(sc, suffix, t
 
     yaml_table = build_plan(yaml_problem, truth).table
     assert list(plan.columns)[9:13] == ["bound", "required_return", "binding_rules", "reason"]
+    assert list(plan.columns["bound"]) == list(yaml_table["bound"])     # locked and off included
     np.testing.assert_array_equal(plan.columns["required_return"], yaml_table["required_return"].to_numpy())
     assert list(plan.columns["binding_rules"]) == list(yaml_table["binding_rules"])
     assert list(plan.columns["reason"]) == list(yaml_table["reason"])
@@ -211,3 +212,15 @@ def test_logistic_quadratic_rows_need_their_own_parameters():
            "b0": 0.1, "b1": 0.01}
     problems = validate_cells(pd.DataFrame([row]), source="cells.csv")
     assert [(p.column, p.message) for p in problems] == [("b2", "is required by family 'logistic_quadratic'")]
+
+
+def test_table_plan_says_locked_as_the_yaml_plan_does():
+    """A lock rule on a table: the cell's ``bound`` reads ``locked``, as in the YAML plan."""
+    df = random_cells_table(40, seed=11)
+    df["current_spend"] = 500.0
+    lock = {"name": "keep_s3", "type": "lock", "select": {"segments": [str(df["segment"][3])],
+                                                          "tasks": [str(df["task"][3])]}, "spend": "current"}
+    plan = plan_from_table({"name": "t", "budget": {"total": 40_000}, "constraints": [lock]}, df)
+    bound = list(plan.columns["bound"])
+    assert bound[3] == "locked" and bound.count("locked") == 1
+    assert plan.spend[3] == pytest.approx(500.0)

@@ -60,6 +60,7 @@ class ColumnarScenario(Scenario):
 
     _problem: Any = PrivateAttr(default=None)
     _source: Any = PrivateAttr(default=None)
+    _n_segments: int = PrivateAttr(default=0)
 
     def __getattr__(self, item: str) -> Any:
         if item == "segments":
@@ -80,6 +81,10 @@ class ColumnarScenario(Scenario):
         """The same scenario as a plain :class:`Scenario` (``segments`` built)."""
         fields = {**self.__dict__, "segments": self._segments()}
         return Scenario.model_construct(_fields_set=set(self.__pydantic_fields_set__), **fields)
+
+    def segment_count(self) -> int:
+        """Number of segments, without building them."""
+        return self.__pydantic_private__["_n_segments"]
 
     def compiled(self):
         """The compiled problem (a new :class:`~allocator.problem.CompiledProblem` sharing the arrays)."""
@@ -158,7 +163,7 @@ def fast_scenario(data: dict[str, Any], raw: bytes, is_json: bool, solver_names:
         return None
     sc = ColumnarScenario.model_construct(_fields_set=set(head.model_fields_set) | {"segments"}, **head.__dict__)
     del sc.__dict__["segments"]  # built on first use (ColumnarScenario.__getattr__)
-    sc.__pydantic_private__.update(_problem=problem, _source=(raw, is_json))
+    sc.__pydantic_private__.update(_problem=problem, _source=(raw, is_json), _n_segments=len(segments))
     return sc
 
 

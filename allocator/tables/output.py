@@ -24,7 +24,7 @@ def plan_columns(problem: CompiledProblem, spend: np.ndarray, info: Mapping[str,
     response is that of its treated share at the tangent spend plus the rest at the lower bound,
     and a ``treated_share`` column says which share of its members is treated.
     """
-    from ..optimality import classify_bounds
+    from ..explain.prices import classify_cells
 
     rate = problem.response(spend)
     treated = np.zeros(problem.n)
@@ -40,7 +40,7 @@ def plan_columns(problem: CompiledProblem, spend: np.ndarray, info: Mapping[str,
     cols = {"segment": problem.segment, "task": problem.task, "pool": problem.pool, "spend": spend,
             "spend_per_member": spend / problem.pool, "response_rate": rate, "expected_successes": succ,
             "expected_value": ev, "marginal_return": problem.marginal_return(spend),
-            "bound": classify_bounds(problem, spend), "value_per_success": problem.value,
+            "bound": classify_cells(problem, spend), "value_per_success": problem.value,
             "net_value": ev - spend, "min_spend": problem.lower, "max_spend": problem.upper}
     if info and info.get("treated_cells"):
         cols["treated_share"] = treated
