@@ -224,3 +224,31 @@ def test_table_plan_says_locked_as_the_yaml_plan_does():
     bound = list(plan.columns["bound"])
     assert bound[3] == "locked" and bound.count("locked") == 1
     assert plan.spend[3] == pytest.approx(500.0)
+
+
+def test_table_summary_reports_the_optimality_check_as_the_yaml_summary_does():
+    import allocator
+
+    sc = load_scenario("scenarios/example.yaml")
+    plan = plan_from_table(sc.model_dump(exclude={"segments", "model", "samples"}), cells_table_from_scenario(sc))
+    yaml_summary = allocator.plan(sc).summary
+    assert plan.summary["status"] == yaml_summary.status == "optimal"
+    assert plan.summary["optimality_check"] == yaml_summary.optimality_check
+    assert plan.summary["kkt_max_deviation"] == pytest.approx(yaml_summary.kkt_max_deviation, abs=1e-12)
+
+
+def test_table_plan_whose_check_fails_is_not_called_optimal(monkeypatch):
+    """A spend the check refutes (one cell moved off the optimum) must not be reported optimal."""
+    from allocator.tables import output
+
+    real = output.explanation
+
+    def nudged(problem, result):
+        spend = result.spend.copy()
+        spend[0] += 0.2 * spend.sum() / len(spend)
+        spend[1] -= min(spend[1], 0.2 * spend.sum() / len(spend))
+        return real(problem, type(result)(**{**result.__dict__, "spend": spend}))
+
+    monkeypatch.setattr(output, "explanation", nudged)
+    plan = plan_from_table({"name": "t", "budget": {"total": 150_000}}, random_cells_table(200, seed=5))
+    assert plan.summary["status"] == "suboptimal" and not plan.summary["optimality_check"]["ok"]

@@ -96,7 +96,13 @@ def _run_table_plan(args, data: dict) -> int:
         s = plan.summary
         print(f"{s['cells']:,} cells: net value {s['net_value']:,.2f}, spend {s['total_spend']:,.2f}, "
               f"solver {s['solver']}, status {s['status']}, gap {s['optimality_gap']:.2e}")
-    return 0 if plan.result.termination in ACCEPTED_STATUSES else 4
+    if plan.summary["status"] in ACCEPTED_STATUSES:
+        return 0
+    import sys
+
+    why = "; ".join(plan.summary["optimality_check"].get("violations", [])[:3]) or plan.summary["status"]
+    print(f"error: the plan is not certified optimal (status {plan.summary['status']}): {why}", file=sys.stderr)
+    return 4
 
 
 def run_plan(args) -> int:

@@ -51,20 +51,26 @@ def plan_columns(problem: CompiledProblem, spend: np.ndarray, info: Mapping[str,
     return cols
 
 
-def explanation(problem: CompiledProblem, result: Any) -> dict[str, Any]:
-    """``required_return``, ``binding_rules`` and ``reason`` of a solved table plan, as in plan.csv.
+def explanation(problem: CompiledProblem, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``required_return``, ``binding_rules`` and ``reason`` of a solved table plan, as in plan.csv,
+    and the summary fields of the check behind them.
 
     They come from the plan's optimality check and its decomposition, exactly as a YAML plan's
     (:func:`allocator.plan.plan_check`, :func:`allocator.explain.explanation_columns`); the
-    sentences are categories (a million cells share a few thousand distinct ones).
+    sentences are categories (a million cells share a few thousand distinct ones). The summary
+    fields are summary.json's: ``status`` (``suboptimal`` when the check fails),
+    ``kkt_max_deviation`` and ``optimality_check``.
     """
     from ..explain import binding_things, explanation_columns
-    from ..plan import plan_check
+    from ..plan import _status, plan_check
 
     report = plan_check(problem, result)
     d = report.decomposition
     things = binding_things(problem, result.spend, d, report.binding, report.activity, result.constraint_duals)
-    return explanation_columns(problem, d, result.spend, things, categorical=True)
+    check = {"status": _status(report, result), "kkt_max_deviation": report.kkt_max_deviation,
+             "optimality_check": {"ok": report.ok, "feasible": report.feasible, "note": report.note,
+                                  "violations": report.feasibility_violations + report.complementarity_violations}}
+    return explanation_columns(problem, d, result.spend, things, categorical=True), check
 
 
 def with_explanation(columns: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,16 +159,17 @@ def plan_from_table(scenario: Mapping[str, Any] | Any, table: pd.DataFrame, solv
     result = solve(problem, solver or sc.solver.name, tolerance if tolerance is not None else sc.solver.tolerance)
     t2 = time.perf_counter()
     # the check's temporaries are freed before the plan columns are made: a lower peak at a million cells
-    extra = explanation(problem, result)
+    extra, check = explanation(problem, result)
     cols = with_explanation(plan_columns(problem, result.spend, result.info), extra)
     t3 = time.perf_counter()
     net = float(cols["net_value"].sum()) - problem.activation_paid(result.spend)
-    summary = {"scenario": problem.name, "status": result.termination, "cells": problem.n,
+    summary = {"scenario": problem.name, "status": check["status"], "cells": problem.n,
                "solver": result.solver, "net_value": net, "total_value": float(cols["expected_value"].sum()),
                "total_spend": float(result.spend.sum()), "budget": problem.budget,
                "marginal_return": result.marginal_return, "optimality_gap": result.optimality_gap,
                "upper_bound": result.upper_bound, "iterations": result.iterations, "passes": result.passes,
                "solver_info": {k: v for k, v in result.info.items() if isinstance(v, (int, float, str, bool))},
+               "kkt_max_deviation": check["kkt_max_deviation"], "optimality_check": check["optimality_check"],
                "seconds": {"compile": t1 - t0, "solve": t2 - t1, "plan": t3 - t2}}
     return TablePlan(problem, result, cols, summary, summary["seconds"])
 
