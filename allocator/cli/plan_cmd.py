@@ -96,13 +96,8 @@ def _run_table_plan(args, data: dict) -> int:
         s = plan.summary
         print(f"{s['cells']:,} cells: net value {s['net_value']:,.2f}, spend {s['total_spend']:,.2f}, "
               f"solver {s['solver']}, status {s['status']}, gap {s['optimality_gap']:.2e}")
-    if plan.summary["status"] in ACCEPTED_STATUSES:
-        return 0
-    import sys
-
-    why = "; ".join(plan.summary["optimality_check"].get("violations", [])[:3]) or plan.summary["status"]
-    print(f"error: the plan is not certified optimal (status {plan.summary['status']}): {why}", file=sys.stderr)
-    return 4
+    s = plan.summary
+    return _exit_for_status(s["status"], s["optimality_gap"], s["optimality_check"])
 
 
 def run_plan(args) -> int:
@@ -139,7 +134,7 @@ def run_plan(args) -> int:
     elif not args.quiet:
         print(render(plan, explain=args.explain, wide=args.wide))
         print("\nwrote " + ", ".join(str(p) for p in paths))
-    return _exit_for_status(plan)
+    return _exit_for_status(plan.summary.status, plan.summary.optimality_gap, plan.summary.optimality_check)
 
 
 def _parquet_bytes(table: pd.DataFrame) -> bytes:
@@ -154,7 +149,7 @@ def _parquet_bytes(table: pd.DataFrame) -> bytes:
 ACCEPTED_STATUSES = ("optimal", "time_limit")
 
 
-def _exit_for_status(plan: Plan) -> int:
+def _exit_for_status(status: str, gap: float, check: dict) -> int:
     """0 for a certified plan (or one the user's time limit stopped); else 4, saying why on stderr.
 
     The files are written either way (their status field says what they are), but a script
@@ -162,15 +157,13 @@ def _exit_for_status(plan: Plan) -> int:
     """
     import sys
 
-    s = plan.summary
-    if s.status in ACCEPTED_STATUSES:
-        if s.status == "time_limit":
-            print(f"warning: stopped by solver.time_limit with certified gap {s.optimality_gap:.2e}",
-                  file=sys.stderr)
+    if status in ACCEPTED_STATUSES:
+        if status == "time_limit":
+            print(f"warning: stopped by solver.time_limit with certified gap {gap:.2e}", file=sys.stderr)
         return 0
-    why = "; ".join(s.optimality_check.get("violations", [])[:3]) or (
-        f"certified gap {s.optimality_gap:.2e} above the tolerance" if s.status == "gap_limit" else s.status)
-    print(f"error: the plan is not certified optimal (status {s.status}): {why}", file=sys.stderr)
+    why = "; ".join(check.get("violations", [])[:3]) or (
+        f"certified gap {gap:.2e} above the tolerance" if status == "gap_limit" else status)
+    print(f"error: the plan is not certified optimal (status {status}): {why}", file=sys.stderr)
     return 4
 
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..curves import FAMILIES
 from ..errors import Problem, SpecError
 from ..spec.models import CLVValue, Task
+from ..spec.rules import check_value_curve
 
 STATES: tuple[str, ...] = ("prospects", "active", "lapsed")
 #: the state each task draws its members from
@@ -224,6 +225,15 @@ def _where(loc: list, data: Mapping[str, Any]) -> tuple[list, str | None]:
     return loc, None
 
 
+def _missing_periods(periods: list[int], T: int | None, field: str, cell: str | None = None) -> list[Problem]:
+    """A problem naming the first of ``periods`` outside the horizon ``1..T`` (``T`` None: infinite)."""
+    bad = [p for p in periods if p < 1 or (T is not None and p > T)]
+    if not bad:
+        return []
+    horizon = f"1..{T}" if T is not None else "1, 2, ..."
+    return [Problem(field, f"period {bad[0]} does not exist (the horizon is {horizon}); got {periods}", cell)]
+
+
 def _problem(field: str, message: str, where: str | None) -> Problem:
     """A task's problem names its cell; a segment's names the segment in the field."""
     if where is not None and where.startswith("'"):
@@ -314,10 +324,7 @@ def _rule_problems(sc: DynamicScenario) -> list[Problem]:
         names.add(pot.name)
         if sc.infinite:
             out.append(Problem(where, "pots need a finite horizon: give `periods` a number"))
-        bad = [p for p in pot.periods if p < 1 or (T is not None and p > T)]
-        if bad:
-            out.append(Problem(f"{where}.periods", f"period {bad[0]} does not exist (the horizon is "
-                                                   f"{f'1..{T}' if T is not None else '1, 2, ...'}); got {pot.periods}"))
+        out.extend(_missing_periods(pot.periods, T, f"{where}.periods"))
     for i, c in enumerate(sc.constraints):
         where = f"constraints.{c.name}"
         if c.min is None and c.max is None:
@@ -328,10 +335,7 @@ def _rule_problems(sc: DynamicScenario) -> list[Problem]:
             out.append(Problem(where, f"a share is a fraction in [0, 1]; got min {c.min}, max {c.max}"))
         if sc.infinite:
             out.append(Problem(where, "rules need a finite horizon: give `periods` a number"))
-        bad = [p for p in (c.select.periods or []) if p < 1 or (T is not None and p > T)]
-        if bad:
-            out.append(Problem(f"{where}.select.periods", f"period {bad[0]} does not exist (the horizon is "
-                                                          f"1..{T}); got {c.select.periods}"))
+        out.extend(_missing_periods(c.select.periods or [], T, f"{where}.select.periods"))
     if sc.objective is not None and sc.objective.type == "hurdle" and sc.infinite:
         out.append(Problem("objective", "the hurdle objective needs a finite horizon (periods: a number)"))
     seen: set[str] = set()
@@ -361,21 +365,9 @@ def _rule_problems(sc: DynamicScenario) -> list[Problem]:
             else:
                 for param, msg in FAMILIES[fam].check({k: v for k, v in spec.curve.items() if k != "family"}):
                     out.append(Problem(f"curve.{param}", msg, cell))
-            if spec.value_curve is not None:
-                vfam = spec.value_curve.get("family")
-                if not isinstance(vfam, str) or vfam not in FAMILIES:
-                    out.append(Problem("value_curve.family", f"unknown curve family {vfam!r}; known: "
-                                                             f"{', '.join(sorted(FAMILIES))}", cell))
-                else:
-                    raw = {k: v for k, v in spec.value_curve.items() if k != "family"}
-                    for param, msg in FAMILIES[vfam].check(raw):
-                        out.append(Problem(f"value_curve.{param}", msg, cell))
+            out.extend(check_value_curve(spec.value_curve, cell))
             if spec.periods is not None:
-                bad = [p for p in spec.periods if p < 1 or (T is not None and p > T)]
-                if bad:
-                    horizon = f"1..{T}" if T is not None else "1, 2, ..."
-                    out.append(Problem("periods", f"period {bad[0]} does not exist (the horizon is {horizon}); "
-                                                  f"got {spec.periods}", cell))
+                out.extend(_missing_periods(spec.periods, T, "periods", cell))
                 if not spec.periods:
                     out.append(Problem("periods", "must list at least one period (or drop the task)", cell))
             if spec.max_spend_per_member is not None and spec.max_spend_per_member < spec.min_spend_per_member:

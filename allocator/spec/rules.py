@@ -92,7 +92,7 @@ def _check_clv(clv, name: str) -> list[Problem]:
     return []
 
 
-def _check_value_curve(value_curve: dict | None, name: str) -> list[Problem]:
+def check_value_curve(value_curve: dict | None, name: str) -> list[Problem]:
     """The optional value curve of a cell: a registered family with sound parameters."""
     if value_curve is None:
         return []
@@ -136,7 +136,7 @@ def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) ->
                 raw = {k: v for k, v in cell.curve.items() if k != "family"}
                 for param, msg in FAMILIES[family_name].check(raw):
                     problems.append(Problem(f"curve.{param}", msg, name))
-            problems.extend(_check_value_curve(cell.value_curve, name))
+            problems.extend(check_value_curve(cell.value_curve, name))
             if cell.max_spend is not None and cell.max_spend < cell.min_spend:
                 problems.append(Problem("max_spend", f"must be >= min_spend ({cell.min_spend:g}); "
                                                      f"got {cell.max_spend:g}", name))

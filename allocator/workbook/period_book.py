@@ -9,7 +9,6 @@ as in summary.json); the Summary sheet carries an Excel ``SUM`` beside each tota
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ import pandas as pd
 from openpyxl.utils import get_column_letter
 
 from ..rounding import minor_unit, round_each, round_to_total
-from .plan_book import _version
+from .plan_book import closing_rows
 from .sheets import COUNT_FORMAT, PERCENT_FORMAT, RETURN_FORMAT, money_format, new_workbook, to_bytes, \
     write_pairs, write_table
 
@@ -113,13 +112,7 @@ def period_summary_rows(plan, table: pd.DataFrame, periods: pd.DataFrame, meta: 
         ("largest KKT deviation", s.get("kkt_max_deviation"), "0.00E+00", None),
         ("solver", s.get("solver"), None, None), ("solve seconds", s.get("solve_seconds"), "0.000", None),
     ]
-    for t, share in (s.get("allocation_ratio") or {}).items():
-        rows.append((f"share of spend: {t}", share, PERCENT_FORMAT, None))
-    rows += [("scenario hash", meta.get("scenario_hash") or "", None, "SHA-256 of the validated scenario"),
-             ("allocator version", meta.get("version") or _version(), None, None),
-             ("written at (UTC)", meta.get("time") or _dt.datetime.now(_dt.timezone.utc)
-              .strftime("%Y-%m-%d %H:%M:%S"), None, None)]
-    return rows
+    return rows + closing_rows(s.get("allocation_ratio") or {}, meta)
 
 
 def period_plan_workbook(plan, meta: dict[str, Any] | None = None) -> bytes:

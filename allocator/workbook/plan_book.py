@@ -126,13 +126,16 @@ def summary_rows(plan, table: pd.DataFrame, meta: dict[str, Any]) -> list[tuple]
             ("baseline net value", b["net_value"], money, None),
             ("net value gained over baseline", s.net_value - b["net_value"], money, None),
         ]
-    for t, share in s.allocation_ratio.items():
-        rows.append((f"share of spend: {t}", share, PERCENT_FORMAT, None))
-    rows += [("scenario hash", meta.get("scenario_hash") or "", None, "SHA-256 of the validated scenario"),
-             ("allocator version", meta.get("version") or _version(), None, None),
-             ("written at (UTC)", meta.get("time") or _dt.datetime.now(_dt.timezone.utc)
-              .strftime("%Y-%m-%d %H:%M:%S"), None, None)]
-    return rows
+    return rows + closing_rows(s.allocation_ratio, meta)
+
+
+def closing_rows(allocation_ratio: dict[str, float], meta: dict[str, Any]) -> list[tuple]:
+    """The Summary sheet's last rows, alike for every plan: spend shares by task, then provenance."""
+    rows = [(f"share of spend: {t}", share, PERCENT_FORMAT, None) for t, share in allocation_ratio.items()]
+    return rows + [("scenario hash", meta.get("scenario_hash") or "", None, "SHA-256 of the validated scenario"),
+                   ("allocator version", meta.get("version") or _version(), None, None),
+                   ("written at (UTC)", meta.get("time") or _dt.datetime.now(_dt.timezone.utc)
+                    .strftime("%Y-%m-%d %H:%M:%S"), None, None)]
 
 
 def binding_table(plan) -> pd.DataFrame:
