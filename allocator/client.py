@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,8 @@ import pandas as pd
 from .errors import AllocatorError, InfeasibleError, Problem, SolverUnavailableError, SpecError
 from .plan import PlanSummary
 
+if TYPE_CHECKING:
+    import httpx
 
 DOWNLOADS = {"csv": "plan.csv", "xlsx": "plan.xlsx", "html": "report.html", "json": ""}
 """What :meth:`Client.download` fetches: the kind and the file under ``/v1/plans/{id}/``."""
@@ -140,8 +142,13 @@ class Client:
     # ---------------------------------------------------------------- plumbing
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         r = self._http.request(method, path, **kw)
+        self._raise_for(r)
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+    def _raise_for(self, r: httpx.Response) -> None:
+        """Raise the library's exception for an error answer (status 400 and above); nothing otherwise."""
         if r.status_code < 400:
-            return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+            return
         try:
             body = r.json()
         except ValueError:
@@ -163,12 +170,7 @@ class Client:
 
     def _submit(self, path: str, body: dict[str, Any], wait: bool, params: dict[str, Any] | None = None) -> Any:
         r = self._http.post(path, json=body, params={k: v for k, v in (params or {}).items() if v is not None})
-        if r.status_code >= 400:
-            try:
-                err = r.json()
-            except ValueError:
-                err = {"error": "http", "message": r.text[:500]}
-            raise self._error(r.status_code, err)
+        self._raise_for(r)
         data = r.json()
         if r.status_code != 202:
             return data
@@ -268,12 +270,7 @@ class Client:
         if kind not in DOWNLOADS:
             raise SpecError(Problem("kind", f"must be one of {', '.join(DOWNLOADS)}; got {kind!r}"))
         r = self._http.get(f"/v1/plans/{plan_id}" + (f"/{DOWNLOADS[kind]}" if DOWNLOADS[kind] else ""))
-        if r.status_code >= 400:
-            try:
-                body = r.json()
-            except ValueError:
-                body = {"error": "http", "message": r.text[:500]}
-            raise self._error(r.status_code, body)
+        self._raise_for(r)
         if path is None:
             return r.content
         path = Path(path)
