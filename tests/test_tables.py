@@ -12,7 +12,7 @@ import pytest
 from allocator.compile import compile_scenario
 from allocator.errors import SpecError
 from allocator.solvers import solve
-from allocator.spec import load_scenario, scenario_from_dict
+from allocator.spec import load_scenario, read_mapping, scenario_from_dict
 from allocator.tables import (cells_table_from_scenario, compile_table, load_cells_table, plan_from_table,
                               random_cells_table, validate_cells, write_cells_table)
 
@@ -20,11 +20,10 @@ from allocator.tables import (cells_table_from_scenario, compile_table, load_cel
 def _bundled():
     out = []
     for f in sorted(glob.glob("scenarios/*.yaml")):
-        try:
-            sc = load_scenario(f)
-        except Exception:  # a scenario another engineer is editing; not this test's subject
+        if "periods" in read_mapping(f):  # a multi-period scenario has no cells table
             continue
-        if sc.segments and compile_scenario(sc).concave.all():
+        sc = load_scenario(f)
+        if sc.segments:  # concave and S-shaped (global solver) alike
             out.append(pytest.param(sc, id=f.split("/")[-1]))
     return out
 
