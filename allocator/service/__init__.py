@@ -7,6 +7,7 @@
 * :mod:`.downloads`: a stored plan's plan.xlsx and report.html, re-derived without a solve.
 * :mod:`.schemas`: response models and the OpenAPI document's request schemas.
 * :mod:`.store`: keys, plan versions and jobs (SQLAlchemy; Alembic migrations in the package).
+* :mod:`.listener`: the listening socket the worker processes share, dealt out evenly.
 """
 
 from .config import Settings
@@ -40,7 +41,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     workers : int, optional
         Server processes sharing the port and the store (default :func:`default_workers`). One
         runs in this process; several run under uvicorn's supervisor, which restarts a worker that
-        dies. The store is migrated here once, before any worker starts (two migrations at once
+        dies; they share one listening socket that deals connections out evenly
+        (:class:`~allocator.service.listener.FairListener`). The store is migrated here once, before any worker starts (two migrations at once
         would race); each worker then fails only the jobs of server processes that are gone.
     """
     import os
@@ -59,5 +61,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     Store(settings.url).dispose()
     # workers are fresh processes (spawn): they read their settings back from the environment
     os.environ.update({**settings.to_env(), WORKERS_ENV: str(n), SUPERVISOR_ENV: str(os.getpid())})
-    uvicorn.run("allocator.service.app:worker_app", factory=True, host=host, port=port, workers=n,
-                log_level=log_level, access_log=False)
+    # what uvicorn.run does for workers, with the shared socket dealing connections out evenly
+    from uvicorn.supervisors import Multiprocess
+
+    from .listener import FairListener
+
+    config = uvicorn.Config("allocator.service.app:worker_app", factory=True, host=host, port=port, workers=n,
+                            log_level=log_level, access_log=False)
+    try:
+        Multiprocess(config, sockets=[FairListener.of(config.bind_socket())]).run()
+    except KeyboardInterrupt:
+        pass

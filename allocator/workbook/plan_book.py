@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from openpyxl.utils import get_column_letter
 
+from ..json_text import compact
 from ..rounding import minor_unit, rounded_table
 from .sheets import (COUNT_FORMAT, PERCENT_FORMAT, RETURN_FORMAT, money_format, new_workbook, to_bytes,
                      write_pairs, write_table)
@@ -29,8 +29,7 @@ _RETURNS = ("marginal_return", "required_return", "current_marginal_return")
 def scenario_hash(scenario) -> str:
     """First 16 hex digits of the SHA-256 of the validated scenario's canonical JSON (what was planned)."""
     data = scenario.model_dump(mode="json") if hasattr(scenario, "model_dump") else scenario
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(compact(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _version() -> str:

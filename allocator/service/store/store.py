@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from ...json_text import compact
 from .tables import api_keys, jobs, plans
 
 KEY_PREFIX = "alk"
@@ -206,7 +207,7 @@ class Store:
     @classmethod
     def _plan_bytes(cls, row) -> bytes:
         """The record of :meth:`_plan` as JSON bytes, with the stored summary and cells text spliced in."""
-        head = json.dumps(cls._meta(row), allow_nan=False, separators=(",", ":"))
+        head = compact(cls._meta(row))
         return f'{head[:-1]},"summary":{row["summary_json"]},"cells":{row["cells_json"]}}}'.encode()
 
     @classmethod
@@ -364,4 +365,4 @@ class Store:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    return compact(obj)

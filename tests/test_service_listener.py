@@ -1,0 +1,97 @@
+"""The shared listening socket deals a burst of connections out to every server process.
+
+Two processes serve one :class:`~allocator.service.listener.FairListener` with asyncio, as the
+workers of ``allocator serve --workers 2`` do; each answer takes 20 ms of blocking work (a solve)
+and names the process. Twenty clients connect at once before either process accepts, so all twenty
+wait in the kernel's queue: asyncio's own accept loop would hand them all to whichever process
+wakes first. Each process must get a fair part. (That the listener travels to spawned workers is
+shown by every test that starts a real multi-worker server, tests/test_service_workers.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import multiprocessing
+import os
+import socket
+import time
+
+import pytest
+
+from allocator.service.listener import FairListener
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+
+def _serve(listener: socket.socket, ready) -> None:
+    class Answer(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            time.sleep(0.02)  # the event loop is blocked, as by a solve
+            self.transport.write(str(os.getpid()).encode())
+            self.transport.close()
+
+    async def main():
+        await asyncio.get_running_loop().create_server(Answer, sock=listener)
+        ready.send(os.getpid())
+        await asyncio.sleep(60)
+
+    asyncio.run(main())
+
+
+def _who_answers(listener: socket.socket, clients: int = 20) -> collections.Counter:
+    port = listener.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    pipes, procs = [], []
+    try:
+        for _ in range(2):
+            mine, theirs = ctx.Pipe()
+            p = ctx.Process(target=_serve, args=(listener, theirs), daemon=True)
+            p.start()
+            pipes.append(mine)
+            procs.append(p)
+        pids = [c.recv() for c in pipes if c.poll(30)]
+        assert len(pids) == 2, "the serving processes did not start"
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(clients)]
+        for c in conns:
+            c.sendall(b"go")
+        answers = collections.Counter()
+        for c in conns:
+            answers[int(c.recv(64))] += 1
+            c.close()
+        assert set(answers) <= set(pids)
+        return answers
+    finally:
+        for p in procs:
+            p.kill()
+            p.join(10)
+
+
+def test_a_burst_of_connections_is_shared_by_both_processes():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    listener = FairListener.of(sock)
+    try:
+        answers = _who_answers(listener)
+    finally:
+        listener.close()
+    assert sum(answers.values()) == 20
+    # one process alone would take all 20; each blocked 20 ms an answer, the other takes its turn
+    assert len(answers) == 2 and min(answers.values()) >= 5, answers
+
+
+def test_the_listener_keeps_the_socket_it_replaces():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    where = sock.getsockname()
+    listener = FairListener.of(sock)
+    try:
+        assert sock.fileno() == -1  # detached: one descriptor, owned by the listener
+        assert listener.getsockname() == where and isinstance(listener, socket.socket)
+    finally:
+        listener.close()
