@@ -8,6 +8,7 @@
 * :mod:`.schemas`: response models and the OpenAPI document's request schemas.
 * :mod:`.store`: keys, plan versions and jobs (SQLAlchemy; Alembic migrations in the package).
 * :mod:`.listener`: the listening socket the worker processes share, dealt out evenly.
+* :mod:`.worker`: one server process, warmed up (the request path imported, long-lived objects frozen).
 """
 
 from .config import Settings
@@ -54,7 +55,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     settings = settings or Settings.from_env()
     n = workers or default_workers()
     if n == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+        from .worker import warm_up
+
+        app = create_app(settings)
+        warm_up()
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
         return
     from .store import Store
 
@@ -66,7 +71,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
 
     from .listener import FairListener
 
-    config = uvicorn.Config("allocator.service.app:worker_app", factory=True, host=host, port=port, workers=n,
+    config = uvicorn.Config("allocator.service.worker:worker_app", factory=True, host=host, port=port, workers=n,
                             log_level=log_level, access_log=False)
     try:
         Multiprocess(config, sockets=[FairListener.of(config.bind_socket())]).run()

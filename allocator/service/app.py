@@ -8,7 +8,7 @@ library does the work (:mod:`.operations`): a small direct plan on the event loo
 (:mod:`.jobs`). Errors are shaped by :mod:`.errors`; an unexpected one is logged with the request
 id that the answer carries in ``request_id`` and ``X-Request-ID``. Stored plans download as
 plan.xlsx and report.html (:mod:`.downloads`). Several processes may serve one store
-(``allocator serve --workers N``; :func:`worker_app`).
+(``allocator serve --workers N``; :func:`.worker.worker_app`).
 """
 
 from __future__ import annotations
@@ -186,7 +186,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     def store_plan(st: Store, key: KeyRecord, sc, data: dict[str, Any], raw: bool = False) -> dict[str, Any] | bytes:
         from ..workbook.plan_book import scenario_hash
 
-        return st.add_plan(key.workspace, sc.name, scenario_data(sc), scenario_hash(sc), engine_version, key.id,
+        canonical = scenario_data(sc)
+        return st.add_plan(key.workspace, sc.name, canonical, scenario_hash(canonical), engine_version, key.id,
                            data["summary"], data["cells"], raw=raw)
 
     async def analysis(request: Request, key: KeyRecord, kind: str, model, mode: str) -> JSONResponse:
@@ -464,26 +465,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app.openapi = openapi
     return app
-
-
-def worker_app() -> FastAPI:
-    """One worker process of ``allocator serve --workers N`` (uvicorn calls this factory in each).
-
-    The worker ends with the supervisor, even when that is killed (``PR_SET_PDEATHSIG``): an
-    orphaned worker would keep serving, and keep its jobs running, beside a restarted server.
-    The settings' ``job_processes`` are shared among the workers, at least one each.
-    """
-    import math
-    import os
-
-    from ..scenarios.execution import die_with_parent
-    from .config import SUPERVISOR_ENV, WORKERS_ENV
-
-    if os.environ.get(SUPERVISOR_ENV, "").isdigit():
-        die_with_parent(int(os.environ[SUPERVISOR_ENV]))
-    settings = Settings.from_env()
-    workers = max(1, int(os.environ.get(WORKERS_ENV, "1") or 1))
-    return create_app(settings.with_(job_processes=math.ceil(settings.job_processes / workers)))
 
 
 def app_from_env() -> FastAPI:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import Problem, SpecError
-from ..spec import Scenario, scenario_from_dict
+from ..spec import Scenario, canonical_data, scenario_from_dict
 from ..spec.reading import _Refused, parse_text, syntax_message
 from .config import Settings
 
@@ -89,8 +89,8 @@ def cap_time(sc: Scenario, seconds: float) -> Scenario:
 
 
 def scenario_data(sc: Scenario) -> dict[str, Any]:
-    """The validated scenario as plain JSON data (what is stored with a plan and sent to job processes)."""
-    return sc.model_dump(mode="json", exclude_none=True, exclude={"model", "extends", "overrides"})
+    """The validated scenario as plain JSON data (what is stored with a plan, hashed, and sent to job processes)."""
+    return canonical_data(sc)
 
 
 # ---------------------------------------------------------------- options of the analysis requests

@@ -186,3 +186,13 @@ class UncertaintySpec(_Strict):
 
 
 Scenario.model_rebuild()
+
+
+def canonical_data(sc: Scenario) -> dict[str, Any]:
+    """A validated scenario as plain JSON data: what is planned, hashed and stored with a plan.
+
+    The loader has applied the files it named (``model``, ``extends``) and its ``overrides`` already,
+    so those keys are left out, as is every field left unset: two files that plan the same thing
+    give the same data.
+    """
+    return sc.model_dump(mode="json", exclude_none=True, exclude={"model", "extends", "overrides"})

@@ -27,8 +27,14 @@ _RETURNS = ("marginal_return", "required_return", "current_marginal_return")
 
 
 def scenario_hash(scenario) -> str:
-    """First 16 hex digits of the SHA-256 of the validated scenario's canonical JSON (what was planned)."""
-    data = scenario.model_dump(mode="json") if hasattr(scenario, "model_dump") else scenario
+    """First 16 hex digits of the SHA-256 of the validated scenario's canonical JSON (what was planned).
+
+    ``scenario`` is a Scenario, or its :func:`~allocator.spec.canonical_data` (which the service
+    stores too, and so makes once).
+    """
+    from ..spec import canonical_data
+
+    data = canonical_data(scenario) if hasattr(scenario, "model_dump") else scenario
     return hashlib.sha256(compact(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
