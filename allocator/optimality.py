@@ -17,13 +17,14 @@ the check does not trust the solver's own multiplier.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .explain.decompose import Decomposition, decompose
 from .explain.prices import (BOUND_LOCKED, BOUND_LOWER, BOUND_NONE, BOUND_OFF, BOUND_UPPER, BOUND_ZERO, Prices,
-                             bound_violations, classify_bounds, classify_cells, curve_slopes)
+                             bound_violations, classify_bounds, classify_cells, nudged_slopes)
 from .problem import CompiledProblem
 
 __all__ = ["BOUND_LOCKED", "BOUND_LOWER", "BOUND_NONE", "BOUND_OFF", "BOUND_UPPER", "BOUND_ZERO",
@@ -53,6 +54,8 @@ class OptimalityReport:
     #: the one explanation of the plan: prices of what binds and every cell's required return
     decomposition: Decomposition | None = None
     activity: dict[str, float] = field(default_factory=dict)
+    #: ``problem.marginal_return(spend)`` when the check computed it on the way (one budget), else None
+    marginal_at_plan: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1e-6) -> OptimalityReport:
@@ -88,16 +91,17 @@ def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 
     bound = classify_bounds(problem, spend)
     # one-sided marginal returns a hair away from the plan (see curve_slopes); the median below
     # uses the marginal return at the plan itself
-    slopes = curve_slopes(problem, spend)
-    right0 = problem.marginal_return(spend, "right")
-    right, left = problem.value * slopes[0], problem.value * slopes[1]
+    pr, pl, at_plan = nudged_slopes(problem, spend)
+    slopes = (pr, pl)
+    right0 = problem.value * at_plan  # problem.marginal_return(spend, "right"), without evaluating it again
+    right, left = problem.value * pr, problem.value * pl
     interior = bound == BOUND_NONE
-    smooth = interior & np.isclose(left, right, rtol=1e-6, atol=0)
+    smooth = interior & _isclose(left, right, 1e-6)
 
     if not budget_binds and not problem.use_all:
         lam = 1.0
     elif smooth.any():
-        lam = float(np.median(right0[smooth]))
+        lam = _median(right0[smooth])
     elif interior.any():
         lam = float(np.clip(1.0, right[interior].max(), left[interior].min())) if not problem.use_all else \
             float(0.5 * (right[interior].max() + left[interior].min()))
@@ -126,7 +130,27 @@ def check_optimality(problem: CompiledProblem, spend: np.ndarray, rtol: float = 
                             kkt_max_deviation=kkt, complementarity_violations=comp,
                             feasibility_violations=feas, bound=cls, ok=ok,
                             shadow_prices={k: abs(v) for k, v in rows.items()}, binding=binding,
-                            price=d.required, decomposition=d, activity=activity)
+                            price=d.required, decomposition=d, activity=activity, marginal_at_plan=right0)
+
+
+def _isclose(a: np.ndarray, b: np.ndarray, rtol: float) -> np.ndarray:
+    """``np.isclose(a, b, rtol=rtol, atol=0)``, its formula without its argument handling (most of its time)."""
+    with np.errstate(invalid="ignore"):
+        return (np.abs(a - b) <= rtol * np.abs(b)) & np.isfinite(b) | (a == b)
+
+
+def _median(a: np.ndarray) -> float:
+    """``float(np.median(a))`` of a non-empty array; a few finite non-zero values are sorted in Python.
+
+    np.median is the mean of the middle one or two values: ``(x + y) / 2``, as here. Zeros
+    (whose sign the mean's sum drops), non-finite values and long arrays go to np.median.
+    """
+    values = a.tolist() if len(a) <= 64 else None
+    if values is None or 0.0 in values or not all(map(math.isfinite, values)):
+        return float(np.median(a))
+    values.sort()
+    m = len(values) // 2
+    return values[m] if len(values) % 2 else (values[m - 1] + values[m]) / 2
 
 
 def _check_general(problem: CompiledProblem, spend: np.ndarray, rtol: float) -> OptimalityReport:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .explain.patterns import factorize_text
 from .money import Money, activation_per_cell, money_of
 from .optimality import OptimalityReport, check_optimality
 from .problem import CompiledProblem
@@ -95,6 +96,15 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+class PlanColumns:
+    """A plan table not yet built: its columns as arrays, in order (see :attr:`Plan.table`)."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: dict[str, np.ndarray]):
+        self.columns = columns
+
+
 @dataclass
 class Plan:
     """A solved plan.
@@ -102,7 +112,8 @@ class Plan:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per cell; the first columns are ``PLAN_COLUMNS``.
+        One row per cell; the first columns are ``PLAN_COLUMNS``. It may be given as
+        :class:`PlanColumns`, and is then built on first access.
     summary : PlanSummary
     problem : CompiledProblem
     result : SolveResult
@@ -125,6 +136,31 @@ class Plan:
 
         return write_plan_files(self, Path(out_dir))
 
+    def _unbuilt_columns(self) -> dict[str, np.ndarray] | None:
+        """The table's columns while the DataFrame is not built yet (``None`` once it is)."""
+        return self.__dict__.get("_columns")
+
+
+def _get_table(plan: Plan) -> pd.DataFrame:
+    columns = plan.__dict__.get("_columns")
+    if columns is not None:
+        plan.__dict__["_table"] = pd.DataFrame(columns)
+        plan.__dict__["_columns"] = None
+    return plan.__dict__["_table"]
+
+
+def _set_table(plan: Plan, table: pd.DataFrame | PlanColumns) -> None:
+    if isinstance(table, PlanColumns):
+        plan.__dict__.update(_table=None, _columns=table.columns)
+    else:
+        plan.__dict__.update(_table=table, _columns=None)
+
+
+# The frame is built on first access: building a DataFrame of a small plan cost more than solving it,
+# and a service answering with JSON never needs it. Set after the dataclass is made, so that the
+# generated __init__, repr, eq and dataclasses.replace all go through the property.
+Plan.table = property(_get_table, _set_table, doc="One row per cell (a pandas DataFrame, built on first access).")
+
 
 _TOTAL_COLUMNS = ("spend", "expected_value", "expected_successes", "activation_cost")
 
@@ -137,8 +173,8 @@ def _totals(key: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, dict[s
     (:func:`group_sums`), without building a DataFrame: on a small plan the frame cost more than
     the arithmetic.
     """
-    codes, uniques = pd.factorize(np.asarray(key, dtype=object), sort=False)
-    sums = group_sums(codes, len(uniques), np.vstack([columns[c] for c in _TOTAL_COLUMNS]))
+    codes, uniques = factorize_text(np.asarray(key, dtype=object))
+    sums = group_sums(codes, len(uniques), np.array([columns[c] for c in _TOTAL_COLUMNS], dtype=float))
     spend, value, successes, act = (sums[:, j] for j in range(4))
     net = value - spend - act
     total = np.sum(spend)
@@ -164,7 +200,7 @@ def group_sums(codes: np.ndarray, groups: int, values: np.ndarray) -> np.ndarray
     n = len(codes)
     if n == 0 or groups == 0:
         return np.zeros((groups, len(values)))
-    if _PANDAS_REDUCEAT and np.all(codes[1:] >= codes[:-1]) and not np.isnan(values).any():
+    if _PANDAS_REDUCEAT and (codes[1:] >= codes[:-1]).all() and not np.isnan(values).any():
         starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
         out = np.zeros((len(values), groups))
         out[:, codes[starts]] = np.add.reduceat(values, starts, axis=1)
@@ -212,10 +248,14 @@ def _status(report: OptimalityReport, result: SolveResult) -> str:
     return "optimal" if report.ok else "suboptimal"
 
 
-def _baseline(problem: CompiledProblem, cur: np.ndarray, plan: Money, change: np.ndarray) -> dict[str, Any]:
-    """The plan beside today's spend ``cur`` over all cells (no baseline given: the cell's minimum)."""
+def _baseline(problem: CompiledProblem, cur: np.ndarray, plan: Money, change: np.ndarray,
+              cur_ev: np.ndarray | None = None) -> dict[str, Any]:
+    """The plan beside today's spend ``cur`` over all cells (no baseline given: the cell's minimum).
+
+    ``cur_ev`` is ``problem.expected_value(cur)`` when the caller has it already.
+    """
     has_cur = ~np.isnan(problem.current_spend)
-    base = money_of(problem, cur)
+    base = money_of(problem, cur, expected_value=cur_ev)
     # the order of DataFrame.sort_values (numpy's quicksort, NaN last), so ties list the same cells
     finite = ~np.isnan(change)
     idx = np.flatnonzero(finite)
@@ -260,21 +300,23 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
     ev = problem.pool * problem.value * rate * factor
     act = activation_per_cell(problem, s)
     things = binding_things(problem, s, d, report.binding, report.activity, result.constraint_duals)
-    marginal = problem.marginal_return(s)
-    # the table is assembled as arrays and becomes a DataFrame once: adding columns one by one to
-    # a frame cost more than everything else on a small plan
+    marginal = report.marginal_at_plan if report.marginal_at_plan is not None else problem.marginal_return(s)
+    # the table is assembled as arrays and becomes a DataFrame when first read (Plan.table): adding
+    # columns one by one to a frame cost more than everything else on a small plan. Arrays shared
+    # with the problem, the result or the report are copied, so the table is this moment's plan.
     cols: dict[str, Any] = {
-        "segment": problem.segment, "task": problem.task, "pool": problem.pool, "spend": s,
+        "segment": _own(problem.segment), "task": _own(problem.task), "pool": _own(problem.pool), "spend": _own(s),
         "spend_per_member": s / problem.pool, "response_rate": rate,
         "expected_successes": problem.pool * rate, "expected_value": ev,
-        "marginal_return": marginal, "bound": d.bound,
+        "marginal_return": marginal, "bound": _own(d.bound),
         **explanation_columns(problem, d, s, things),
         "value_per_success": problem.value * factor,
         "activation_cost": act,
         "net_value": ev - s - act,
-        "min_spend": problem.lower,
-        "max_spend": problem.upper,
+        "min_spend": _own(problem.lower),
+        "max_spend": _own(problem.upper),
     }
+    cols["required_return"] = _own(cols["required_return"])  # may be the decomposition's own array
     money = money_of(problem, s, expected_value=problem.pool * problem.value * resp)
     baseline = None
     has_cur = ~np.isnan(problem.current_spend)
@@ -285,8 +327,7 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
         cols["current_marginal_return"] = problem.marginal_return(cur)
         cols["spend_change"] = change = s - cur
         cols["value_change"] = ev - cur_ev
-        baseline = _baseline(problem, cur, money, change)
-    df = pd.DataFrame(cols)
+        baseline = _baseline(problem, cur, money, change, cur_ev)
     by_task = _totals(problem.task, cols)
     lam = report.marginal_return
     budget_price = abs(report.shadow_prices.get("budget.total", 0.0)) if report.budget_binds else 0.0
@@ -313,7 +354,12 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
         objective=_objective_summary(problem, s, d),
         activation_cost=money.activation_cost,
     )
-    return Plan(table=df, summary=summary, problem=problem, result=result, report=report)
+    return Plan(table=PlanColumns(cols), summary=summary, problem=problem, result=result, report=report)
+
+
+def _own(a: Any) -> Any:
+    """A copy of the array ``a`` (anything else as it is)."""
+    return a.copy() if isinstance(a, np.ndarray) else a
 
 
 def _objective_summary(problem: CompiledProblem, spend: np.ndarray, d=None) -> dict[str, Any]:

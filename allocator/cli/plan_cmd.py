@@ -180,28 +180,86 @@ def run_template(args) -> int:
 
 def plan_json(plan: Plan) -> dict:
     """``{"summary": summary.json's content, "cells": plan.csv's rows}`` (non-finite numbers as null)."""
+    # column by column with numpy (``tolist`` gives Python numbers), then one dict per row: the
+    # frame's ``astype(object).where(...).to_dict("records")`` cost more than solving the plan;
+    # a plan whose table is not built yet is read from its arrays (building the frame cost more still)
+    unbuilt = plan._unbuilt_columns()
+    columns = None if unbuilt is None else _array_columns(unbuilt)
+    if columns is None:
+        columns = _frame_columns(plan.table)
+    names = list(columns)
+    cells = [dict(zip(names, row)) for row in zip(*columns.values())]
+    return {"summary": plan.summary.to_dict(), "cells": cells}
+
+
+def _frame_columns(table: pd.DataFrame) -> dict[str, list]:
+    """Each column of ``table`` as a list of JSON-ready values (missing and non-finite numbers as ``None``)."""
     from ..plan import _jsonable
 
-    # column by column with numpy (``tolist`` gives Python numbers), then one dict per row: the
-    # frame's ``astype(object).where(...).to_dict("records")`` cost more than solving the plan
-    table = plan.table
-    names = [str(c) for c in table.columns]
-    columns = []
+    out = {}
     for c in table.columns:
         col = table[c]
         values = col.to_numpy()
         if values.dtype.kind == "f":
-            out = values.tolist()
-            for i in np.flatnonzero(~np.isfinite(values)).tolist():
-                out[i] = None
+            out[str(c)] = _float_list(values)
         elif values.dtype.kind in "iub":
-            out = values.tolist()
+            out[str(c)] = values.tolist()
         else:
             missing = col.isna().to_numpy()
-            out = [None if m else _jsonable(v) for v, m in zip(values.tolist(), missing.tolist())]
-        columns.append(out)
-    cells = [dict(zip(names, row)) for row in zip(*columns)]
-    return {"summary": plan.summary.to_dict(), "cells": cells}
+            out[str(c)] = [None if m else _jsonable(v) for v, m in zip(values.tolist(), missing.tolist())]
+    return out
+
+
+def _array_columns(arrays: dict[str, np.ndarray]) -> dict[str, list] | None:
+    """:func:`_frame_columns` of ``pandas.DataFrame(arrays)``, read off the arrays; ``None`` when unsure.
+
+    The frame keeps numeric arrays as they are and holds text arrays as strings, so numbers and
+    all-``str`` object arrays give the frame's values; anything else (a missing text, a mixed
+    object column, another dtype) is left to the frame.
+    """
+    out: dict[str, list | None] = {}
+    floats = []  # float64 columns, converted together below
+    for name, values in arrays.items():
+        if type(values) is not np.ndarray or values.ndim != 1:
+            return None
+        kind = values.dtype.kind
+        if values.dtype == np.float64:
+            out[str(name)] = None
+            floats.append((str(name), values))
+        elif kind == "f":
+            out[str(name)] = _float_list(values)
+        elif kind in "iub":
+            out[str(name)] = values.tolist()
+        elif kind == "O":
+            items = values.tolist()
+            if not all(type(v) is str for v in items):
+                return None
+            out[str(name)] = items
+        else:
+            return None
+    if floats:
+        if len({len(v) for _, v in floats}) != 1:
+            return None
+        # one 2-D array for the float columns: a call per column (tolist, isfinite) cost more than the values
+        block = np.array([v for _, v in floats])
+        lists = block.tolist()
+        bad = ~np.isfinite(block)
+        if bad.any():
+            for j, i in zip(*np.nonzero(bad)):
+                lists[j][i] = None
+        for (name, _), values in zip(floats, lists):
+            out[name] = values
+    return out  # type: ignore[return-value]
+
+
+def _float_list(values: np.ndarray) -> list:
+    """``values`` as Python floats, non-finite ones as ``None``."""
+    out = values.tolist()
+    bad = ~np.isfinite(values)
+    if bad.any():
+        for i in np.flatnonzero(bad).tolist():
+            out[i] = None
+    return out
 
 
 def run_validate(args) -> int:

@@ -39,7 +39,10 @@ class Hill(CurveFamily):
         z = np.asarray(x, dtype=float) / P["half_saturation"]
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             zk = np.power(z, P["shape"])
-            frac = np.where(np.isinf(zk), 1.0, zk / (1.0 + zk))
+            frac = zk / (1.0 + zk)
+            inf = np.isinf(zk)
+            if inf.any():  # only there: on a few cells the call, not the arithmetic, is the cost
+                frac = np.where(inf, 1.0, frac)
         return z, zk, frac
 
     def response(self, x, P):
@@ -47,13 +50,20 @@ class Hill(CurveFamily):
         return P["floor"] + (P["ceiling"] - P["floor"]) * frac
 
     def slope(self, x, P):
-        z, zk, _ = self._frac(x, P)
-        k = P["shape"]
+        k, h = P["shape"], P["half_saturation"]
+        # one errstate for the whole formula (z as in _frac), and the special cases only where
+        # they occur: on a few cells the calls, not the arithmetic, are the cost
+        z = np.asarray(x, dtype=float) / h
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            zk = np.power(z, k)
             # d/dx [z^k/(1+z^k)] = k z^(k-1) / (h (1+z^k)^2)
-            d = k * np.power(z, k - 1.0) / (P["half_saturation"] * (1.0 + zk) ** 2)
-            d = np.where(np.isinf(zk), 0.0, d)
-            d = np.where(z == 0, np.where(k < 1, np.inf, np.where(k == 1, 1.0 / P["half_saturation"], 0.0)), d)
+            d = k * np.power(z, k - 1.0) / (h * (1.0 + zk) ** 2)
+            inf = np.isinf(zk)
+            if inf.any():
+                d = np.where(inf, 0.0, d)
+            zero = z == 0
+            if zero.any():
+                d = np.where(zero, np.where(k < 1, np.inf, np.where(k == 1, 1.0 / h, 0.0)), d)
         return (P["ceiling"] - P["floor"]) * d
 
     def is_concave(self, P):

@@ -68,15 +68,21 @@ class Piecewise(CurveFamily):
     @staticmethod
     def _slopes(P: Params) -> np.ndarray:
         X, Y = P["x"], P["p"]
+        # the last column stays 0: the flat tail beyond the last point. Written in place (the
+        # differences are np.diff's): this runs on every evaluation, where a handful of cells made
+        # the calls' overhead the cost
+        out = np.zeros(np.shape(X))
+        s = out[:, :-1]
         with np.errstate(invalid="ignore", divide="ignore"):
-            s = np.diff(Y, axis=1) / np.diff(X, axis=1)
-        s = np.where(np.isfinite(s), s, 0.0)
-        # the flat tail beyond the last point
-        return np.concatenate([s, np.zeros((len(X), 1))], axis=1)
+            np.divide(Y[:, 1:] - Y[:, :-1], X[:, 1:] - X[:, :-1], out=s)
+        s[~np.isfinite(s)] = 0.0
+        return out
 
     def _segment(self, x, P, left: bool):
         X = P["x"]
-        x = np.broadcast_to(np.asarray(x, dtype=float), (len(X),))
+        x = np.asarray(x, dtype=float)
+        if x.shape != (len(X),):
+            x = np.broadcast_to(x, (len(X),))
         cmp = X < x[:, None] if left else X <= x[:, None]
         k = np.maximum(cmp.sum(axis=1) - 1, 0)
         return x, k
@@ -99,11 +105,7 @@ class Piecewise(CurveFamily):
         s = self._slopes(P)
         finite = np.isfinite(P["x"])
         # compare consecutive real segments only (the padding repeats the last point)
-        ok = np.ones(len(s), dtype=bool)
-        for j in range(1, s.shape[1]):
-            real = finite[:, j]
-            ok &= ~real | (s[:, j] <= s[:, j - 1] + 1e-15)
-        return ok
+        return np.all(~finite[:, 1:] | (s[:, 1:] <= s[:, :-1] + 1e-15), axis=1)
 
     def spend_rule(self, P: Params, value: np.ndarray, pool: np.ndarray) -> SpendRule:
         # On a concave table the optimal spend per member at multiplier lam is the
@@ -111,9 +113,10 @@ class Piecewise(CurveFamily):
         X = np.where(np.isfinite(P["x"]), P["x"], np.nan)
         ends = np.concatenate([X[:, 1:], np.full((len(X), 1), np.nan)], axis=1)
         marg = self._slopes(P) * value[:, None]
+        real = np.isfinite(ends)  # once, not per multiplier trial
 
         def rule(lam: float) -> np.ndarray:
-            good = (marg > lam) & np.isfinite(ends)
-            return pool * np.max(np.where(good, ends, 0.0), axis=1)
+            good = (marg > lam) & real
+            return pool * np.where(good, ends, 0.0).max(axis=1)
 
         return rule

@@ -33,7 +33,7 @@ import numpy as np
 from ..problem import CompiledProblem
 from .patterns import label_masks
 from .prices import (BOUND_LOCKED, BOUND_LOWER, BOUND_NONE, BOUND_OFF, BOUND_UPPER, BOUND_ZERO, Prices,
-                     activation_floor, capped, curve_slopes, objective_weights)
+                     _cap, _capped_at, activation_floor, curve_slopes, objective_weights)
 
 
 @dataclass
@@ -96,8 +96,10 @@ class Decomposition:
 
 
 def _row_matrix(problem: CompiledProblem, names: list[str]) -> np.ndarray:
-    rows = {r.name: r for r in problem.rows()}
     A = np.zeros((problem.n, len(names)))
+    if not names:
+        return A
+    rows = {r.name: r for r in problem.rows()}
     for j, name in enumerate(names):
         r = rows[name]
         A[r.index, j] += r.coef
@@ -237,8 +239,10 @@ def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, bindi
     s = np.asarray(spend, float)
     W = objective_weights(problem)
     pr, pl = curve_slopes(problem, s, unit_steps) if slopes is None else slopes
-    right = capped(W * pr, W * pr)
-    left = capped(W * pl, W * pr)
+    wr = W * pr
+    cap = _cap(wr)  # capped(a, W * pr) for both sides: one cap
+    right = _capped_at(wr, cap)
+    left = _capped_at(W * pl, cap)
     req, terms, eff_terms = required_returns(problem, prices)
     floor = activation_floor(problem)
     is_ = label_masks(bound)
@@ -261,15 +265,17 @@ def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, bindi
     cell_price = np.where(locked, mid - req, cell_price)
     kkt = float(np.max(np.where(interior, dev, 0.0), initial=0.0))
     v: list[str] = []
-    for i in np.flatnonzero(interior & (dev > rtol)):
-        v.append(f"cell {problem.label(i)} is inside its bounds with marginal return {right[i]:.6g} (next unit), "
-                 f"{left[i]:.6g} (last unit) against its required return {req[i]:.6g}")
-    for i in np.flatnonzero(lower_side & (dev > rtol)):
-        v.append(f"cell {problem.label(i)} sits at its lower bound with marginal return {right[i]:.6g} > "
-                 f"its required return {req[i]:.6g}")
-    for i in np.flatnonzero(upper_side & (dev > rtol)):
-        v.append(f"cell {problem.label(i)} sits at its upper bound with marginal return {left[i]:.6g} < "
-                 f"its required return {req[i]:.6g}")
+    bad = dev > rtol
+    if bad.any():
+        for i in np.flatnonzero(interior & bad):
+            v.append(f"cell {problem.label(i)} is inside its bounds with marginal return {right[i]:.6g} (next unit), "
+                     f"{left[i]:.6g} (last unit) against its required return {req[i]:.6g}")
+        for i in np.flatnonzero(lower_side & bad):
+            v.append(f"cell {problem.label(i)} sits at its lower bound with marginal return {right[i]:.6g} > "
+                     f"its required return {req[i]:.6g}")
+        for i in np.flatnonzero(upper_side & bad):
+            v.append(f"cell {problem.label(i)} sits at its upper bound with marginal return {left[i]:.6g} < "
+                     f"its required return {req[i]:.6g}")
     v += _dual_feasibility(prices, binding, rtol)
     off = is_(BOUND_OFF)
     off_net, off_spend = (None, None)
@@ -346,7 +352,7 @@ def binding_things(problem: CompiledProblem, spend: np.ndarray, d: Decomposition
                         "note": note})
     lock_names = _lock_names(problem)
     is_ = d.is_bound
-    for i in np.flatnonzero(is_(BOUND_LOCKED)):
+    for i in is_(BOUND_LOCKED).nonzero()[0]:
         pi = float(d.cell_price[i])
         out.append({"name": lock_names.get(i, f"lock {problem.label(i)}"), "kind": "lock",
                     "rule": f"lock: cell {problem.label(i)} spends {s[i]:,.0f}", "side": "upper" if pi >= 0 else "lower",
@@ -354,13 +360,14 @@ def binding_things(problem: CompiledProblem, spend: np.ndarray, d: Decomposition
                     "task": str(problem.task[i]), "shadow_price": P.money(pi), "direction": "raise" if pi >= 0
                     else "lower", "note": note})
     floor = activation_floor(problem)
-    for i in np.flatnonzero(is_(BOUND_LOWER)):
+    for i in is_(BOUND_LOWER).nonzero()[0]:
         out.append({"name": f"min_spend {problem.label(i)}", "kind": "min_spend",
                     "rule": f"min_spend of cell {problem.label(i)} = {problem.lower[i]:,.0f}", "side": "lower",
                     "activity": float(s[i]), "bound": float(problem.lower[i]), "segment": str(problem.segment[i]),
                     "task": str(problem.task[i]), "shadow_price": P.money(d.cell_price[i]), "note": note})
-    caps = _curve_caps(problem)
-    for i in np.flatnonzero(is_(BOUND_UPPER)):
+    upper = is_(BOUND_UPPER).nonzero()[0]  # (nonzero: np.flatnonzero's answer on 1-D masks, without its wrapper)
+    caps = _curve_caps(problem) if len(upper) else None
+    for i in upper:
         if problem.upper[i] >= caps[i] * (1 - 1e-12):
             continue  # a response peak: the curve itself stops there, no rule binds
         out.append({"name": f"max_spend {problem.label(i)}", "kind": "max_spend",
@@ -368,13 +375,13 @@ def binding_things(problem: CompiledProblem, spend: np.ndarray, d: Decomposition
                     "activity": float(s[i]), "bound": float(problem.upper[i]), "segment": str(problem.segment[i]),
                     "task": str(problem.task[i]), "shadow_price": P.money(d.cell_price[i]), "note": note})
     on_floor = (floor > 0) & is_(BOUND_NONE) & (s <= floor * (1 + 1e-9))
-    for i in np.flatnonzero(on_floor):
+    for i in on_floor.nonzero()[0]:
         out.append({"name": f"min_active {problem.label(i)}", "kind": "min_active",
                     "rule": f"cell {problem.label(i)} spends 0 or at least {floor[i]:,.0f}", "side": "lower",
                     "activity": float(s[i]), "bound": float(floor[i]), "segment": str(problem.segment[i]),
                     "task": str(problem.task[i]), "shadow_price": P.money(max(d.required[i] - d.right[i], 0.0)),
                     "note": note})
-    for i in np.flatnonzero(is_(BOUND_OFF)):
+    for i in is_(BOUND_OFF).nonzero()[0]:
         gain = None if d.off_net is None else float(d.off_net[i])
         out.append({"name": f"off {problem.label(i)}", "kind": "activation",
                     "rule": f"cell {problem.label(i)} is switched off (minimum-if-active spend "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..curves.base import CurveFamily
 from ..problem import CompiledProblem
 
 BOUND_NONE, BOUND_LOWER, BOUND_UPPER, BOUND_ZERO = "none", "lower", "upper", "zero"
@@ -86,25 +87,61 @@ def curve_slopes(problem: CompiledProblem, spend: np.ndarray, unit_steps: bool =
         right = np.where(up > s, fwd, _slopes(problem, s, "right"))
         left = np.where(s > down, bwd, _slopes(problem, s, "left"))
         return right, left
-    nudge = 1e-9 * np.maximum(s, 1.0)
-    right = np.minimum(_slopes(problem, s, "right"), _slopes(problem, s + nudge, "right"))
-    left = np.maximum(_slopes(problem, s, "left"), _slopes(problem, np.maximum(s - nudge, 0.0), "left"))
+    right, left, _ = nudged_slopes(problem, s)
     return right, left
+
+
+def nudged_slopes(problem: CompiledProblem, spend: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`curve_slopes` (per currency unit), and ``p'(x+)`` at the plan itself.
+
+    The third array is the right slope at ``spend`` exactly, the one
+    ``problem.marginal_return(spend) / problem.value`` takes, computed on the way anyway.
+    """
+    s = np.asarray(spend, float)
+    nudge = 1e-9 * np.maximum(s, 1.0)
+    pool = problem.pool
+    # one pass over the blocks for all four evaluations (four passes cost four times the gathers)
+    x0, x_up, x_down = s / pool, (s + nudge) / pool, np.maximum(s - nudge, 0.0) / pool
+    n = problem.n
+    r0, r1, l0, l1 = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for b in problem.blocks:
+        fam, idx, P = b.family, b.index, b.params
+        a = fam.slope(x0[idx], P)
+        r0[idx] = a
+        r1[idx] = fam.slope(x_up[idx], P)
+        # a smooth family's left slope is its slope (the base class's slope_left): computed once
+        l0[idx] = a if type(fam).slope_left is CurveFamily.slope_left else fam.slope_left(x0[idx], P)
+        l1[idx] = fam.slope_left(x_down[idx], P)
+    return np.minimum(r0, r1), np.maximum(l0, l1), r0
 
 
 def capped(a: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Replace infinite marginal returns (a hill curve with shape < 1 at 0) by a large finite number."""
-    cap = 1e9 * max(float(np.max(np.where(np.isfinite(reference), np.abs(reference), 0.0), initial=1.0)), 1.0)
+    return _capped_at(a, _cap(reference))
+
+
+def _cap(reference: np.ndarray) -> float:
+    """The finite stand-in for an infinite marginal return: 1e9 times the largest finite one (at least 1)."""
+    return 1e9 * max(float(np.max(np.where(np.isfinite(reference), np.abs(reference), 0.0), initial=1.0)), 1.0)
+
+
+def _capped_at(a: np.ndarray, cap: float) -> np.ndarray:
+    """:func:`capped` with the reference's :func:`_cap` taken already (two sides share one cap)."""
+    out = np.minimum(a, cap)
+    if np.isfinite(out).all():
+        # no NaN nor -inf in ``a``: nan_to_num below would change nothing but +inf, which this capped
+        return out
     return np.minimum(np.nan_to_num(a, nan=0.0, posinf=cap), cap)
 
 
 def bound_violations(problem: CompiledProblem, spend: np.ndarray, rtol: float) -> list[str]:
     """One message per cell spending outside its [lower, upper] bounds (relative tolerance ``rtol``)."""
     slack = 1e-9 + rtol * np.maximum(np.abs(spend), 1.0)
+    # (nonzero()[0]: np.flatnonzero's answer on a 1-D mask, without its wrapper's cost)
     out = [f"cell {problem.label(i)} spends {spend[i]:.6g} below its minimum {problem.lower[i]:.6g}"
-           for i in np.flatnonzero(spend < problem.lower - slack)]
+           for i in (spend < problem.lower - slack).nonzero()[0]]
     out += [f"cell {problem.label(i)} spends {spend[i]:.6g} above its maximum {problem.upper[i]:.6g}"
-            for i in np.flatnonzero(spend > problem.upper + slack)]
+            for i in (spend > problem.upper + slack).nonzero()[0]]
     return out
 
 
@@ -137,10 +174,11 @@ def classify_cells(problem: CompiledProblem, spend: np.ndarray, bounds: np.ndarr
     """
     s = np.asarray(spend, float)
     out = classify_bounds(problem, s) if bounds is None else np.array(bounds, dtype=object)
-    ma = problem.min_active if problem.min_active is not None else np.zeros(problem.n)
-    ac = problem.activation_cost if problem.activation_cost is not None else np.zeros(problem.n)
-    may_off = ((ma > 0) | (ac > 0)) & (problem.lower <= 0)
-    out[may_off & (s <= 1e-9)] = BOUND_OFF
+    if problem.min_active is not None or problem.activation_cost is not None:
+        ma = problem.min_active if problem.min_active is not None else np.zeros(problem.n)
+        ac = problem.activation_cost if problem.activation_cost is not None else np.zeros(problem.n)
+        may_off = ((ma > 0) | (ac > 0)) & (problem.lower <= 0)
+        out[may_off & (s <= 1e-9)] = BOUND_OFF
     if problem.locked is not None:
         out[~np.isnan(problem.locked)] = BOUND_LOCKED
     return out

@@ -38,15 +38,20 @@ def base_label(problem: CompiledProblem, d: Decomposition) -> str:
 
 def formula(problem: CompiledProblem, d: Decomposition, i: int) -> str:
     """``required = base + coef x price (rule) ...``, divided by the efficiency factor where one acts."""
-    parts = [base_label(problem, d)]
-    for name, coef, y in d.terms[i]:
+    return _formula_text(base_label(problem, d), d.terms[i], d.efficiency_terms[i])
+
+
+def _formula_text(base: str, terms: list, efficiency_terms: list) -> str:
+    """:func:`formula` from the base label and one cell's terms (``d.terms[i]``, ``d.efficiency_terms[i]``)."""
+    parts = [base]
+    for name, coef, y in terms:
         amount = coef * y
         if abs(amount) < 1e-12:
             continue
         sign = "+" if amount > 0 else "-"
         parts.append(f"{sign} {_n(abs(y))} ({name})" if abs(abs(coef) - 1.0) < 1e-12
                      else f"{sign} {_n(abs(coef))} x {_n(abs(y))} ({name})")
-    eff = [t for t in d.efficiency_terms[i] if abs(t[1]) > 1e-12]
+    eff = [t for t in efficiency_terms if abs(t[1]) > 1e-12]
     for name, mu, b, _ in eff:
         parts.append(f"+ {_n(mu)} x {_n(b)} ({name})")
     text = " ".join(parts)
@@ -105,17 +110,34 @@ def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i
     return ""
 
 
-def reasons(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, categorical: bool = False):
+def reasons(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, categorical: bool = False,
+            terms_per_cell: tuple[list, list] | None = None):
     """:func:`cell_reason` for every cell, written once per distinct sentence (see :mod:`.patterns`).
 
     An object array, or with ``categorical`` a ``pandas.Categorical`` (codes and distinct sentences).
+    ``terms_per_cell`` is ``_terms_per_cell(d, problem.n)`` when the caller has it already.
     """
     cur = problem.currency or ""
     floor = activation_floor(problem)
     s = np.asarray(spend, float)
     formula_key = None if problem.n <= PER_CELL_MAX else _formula_keys(problem, d)
     if formula_key is None:
-        out = np.array([cell_reason(problem, d, s, i, cur, floor) for i in range(problem.n)], dtype=object)
+        terms, eff = terms_per_cell or _terms_per_cell(d, problem.n)
+        base = base_label(problem, d)
+        # equal terms write equal formulas: one text per distinct terms (a formula cost more than its sentence)
+        by_terms: dict[tuple, str] = {}
+        texts = []
+        for i in range(problem.n):
+            if eff[i]:
+                # an efficiency term's numbers may be signed zeros, which a dict key would not tell apart
+                text = _formula_text(base, terms[i], eff[i])
+            else:
+                key = tuple(terms[i])
+                text = by_terms.get(key)
+                if text is None:
+                    text = by_terms[key] = _formula_text(base, terms[i], eff[i])
+            texts.append(cell_reason(problem, d, s, i, cur, floor, text))
+        out = np.array(texts, dtype=object)
         return pd.Categorical(out) if categorical else out
     formulas: dict[int, str] = {}  # equal formula keys write equal formulas: one text per key
 
@@ -204,14 +226,19 @@ def explanation_columns(problem: CompiledProblem, d: Decomposition, spend: np.nd
     With ``categorical`` the two text columns are ``pandas.Categorical`` (codes and distinct texts,
     for dictionary-encoded files); else object arrays.
     """
+    # both columns of a small plan read every cell's terms: read once
+    per_cell = _terms_per_cell(d, problem.n) if problem.n <= PER_CELL_MAX else None
     return {"required_return": d.required_value(),
-            "binding_rules": binding_rules(d, binding_things, problem, categorical),
-            "reason": reasons(problem, d, spend, categorical)}
+            "binding_rules": binding_rules(d, binding_things, problem, categorical, per_cell),
+            "reason": reasons(problem, d, spend, categorical, per_cell)}
 
 
 def binding_rules(d: Decomposition, binding_things: list[dict], problem: CompiledProblem,
-                  categorical: bool = False):
-    """Per cell, the names of the priced rules acting on it (``;``-separated), locks and bounds included."""
+                  categorical: bool = False, terms_per_cell: tuple[list, list] | None = None):
+    """Per cell, the names of the priced rules acting on it (``;``-separated), locks and bounds included.
+
+    ``terms_per_cell`` is ``_terms_per_cell(d, problem.n)`` when the caller has it already.
+    """
     n = problem.n
     terms, eff = d.terms, d.efficiency_terms
 
@@ -228,7 +255,11 @@ def binding_rules(d: Decomposition, binding_things: list[dict], problem: Compile
                 keys.append(k)
         codes, texts = pattern_codes(combine(*keys) if keys else np.zeros(n, np.int64), names)
     else:
-        codes, texts = np.arange(n), np.array([names(i) for i in range(n)] + [""], dtype=object)[:-1]
+        rows, effs = terms_per_cell or _terms_per_cell(d, n)
+        # names_on(i) of every cell, from the terms read once
+        written = ["; ".join(dict.fromkeys([t[0] for t in r if t[2] != 0] + [t[0] for t in e if t[1] != 0]))
+                   for r, e in zip(rows, effs)]
+        codes, texts = np.arange(n), np.array(written + [""], dtype=object)[:-1]
     extra = _cell_things(binding_things, problem)
     if extra:
         # cells held by a lock, bound or floor also name it: their own texts, appended
@@ -237,6 +268,25 @@ def binding_rules(d: Decomposition, binding_things: list[dict], problem: Compile
         texts = np.concatenate([texts, np.array(["; ".join(dict.fromkeys(list(d.names_on(i)) + extra[i]))
                                                  for i in cells] + [""], dtype=object)[:-1]])
     return as_categorical(codes, texts) if categorical else texts[codes]
+
+
+def _terms_per_cell(d: Decomposition, n: int) -> tuple[list, list]:
+    """``[d.terms[i] for i in range(n)]`` and the same of ``d.efficiency_terms``, the rows read at once.
+
+    For the few cells written one by one (:data:`PER_CELL_MAX`): indexing :class:`CellTerms` cell by
+    cell converts the prices again for each.
+    """
+    terms, eff = d.terms, d.efficiency_terms
+    if isinstance(terms, CellTerms):
+        y = terms.y.tolist()
+        rows = [[(name, a, p) for name, a, p in zip(terms.names, row, y) if a != 0] for row in terms.A.tolist()]
+    else:
+        rows = [terms[i] for i in range(n)]
+    if isinstance(eff, CellEfficiencyTerms) and not eff.rules:
+        effs: list = [[] for _ in range(n)]
+    else:
+        effs = [eff[i] for i in range(n)]
+    return rows, effs
 
 
 def _cell_things(binding_things: list[dict], problem: CompiledProblem) -> dict[int, list[str]]:

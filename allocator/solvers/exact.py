@@ -33,22 +33,34 @@ class ExactSolver(Solver):
         check_bounds_feasible(problem)
         rel = 1e-13 if tolerance is None else min(tolerance, 1e-9)
         lo, hi = problem.lower, problem.upper
-        rules = [(b.index, _guarded_rule(b, problem.value[b.index], problem.pool[b.index]))
+        # (cells, closed form, its guard) per block
+        rules = [(b.index, *_guarded_rule(b, problem.value[b.index], problem.pool[b.index]))
                  for b in problem.blocks]
         # compile puts a single family's cells in order, so one rule can cover all cells without scatter
         whole = len(rules) == 1 and len(rules[0][0]) == problem.n and bool(np.all(np.diff(rules[0][0]) == 1))
         clip_lo, clip_hi = bool(np.any(lo > 0)), bool(np.any(np.isfinite(hi)))
         passes = 0
 
+        def assemble(lam: float) -> np.ndarray:
+            if whole:
+                s = np.asarray(rules[0][1](lam), float)
+                return s if _all_usable(s) else rules[0][2](lam, s)
+            parts = [fast(lam) for _, fast, _ in rules]
+            s = np.empty(problem.n)
+            for (idx, _, _), part in zip(rules, parts):
+                s[idx] = part
+            if not _all_usable(s):
+                # some closed form failed: each block's answer through its guard (the failed ones only change)
+                for (idx, _, guard), part in zip(rules, parts):
+                    s[idx] = guard(lam, part)
+            return s
+
         def spend_at(lam: float) -> np.ndarray:
             nonlocal passes
             passes += 1
-            if whole:
-                s = rules[0][1](lam)
-            else:
-                s = np.empty(problem.n)
-                for idx, rule in rules:
-                    s[idx] = rule(lam)
+            # the closed forms may overflow (see _guarded_rule): one errstate per pass, not per block
+            with np.errstate(all="ignore"):
+                s = assemble(lam)
             if clip_lo:
                 np.maximum(s, lo, out=s)
             if clip_hi:
@@ -136,29 +148,36 @@ class ExactSolver(Solver):
 
 
 def _guarded_rule(block, value: np.ndarray, pool: np.ndarray):
-    """The family's spend rule, with the generic bisection standing in where its closed form fails.
+    """The family's spend rule, and the same with the generic bisection standing in where it fails.
 
     A closed form can overflow at extreme but valid parameters (Hill with ``half_saturation``
     1e308: ``sqrt(value * ceiling * h)`` is ``inf``, which once put a flat cell at its cap);
     where it returns a non-finite or negative spend, the bisection on the slope (which only
-    evaluates ``slope``) answers instead.
+    evaluates ``slope``) answers instead. Returns ``(rule, guard)``: ``guard(lam, rule(lam))`` is the
+    guarded spend; both are called under ``np.errstate(all="ignore")``.
     """
     from ..curves.base import CurveFamily
 
     with np.errstate(all="ignore"):
         fast = block.family.spend_rule(block.params, value, pool)
-    slow = CurveFamily.spend_rule(block.family, block.params, value, pool)
+    slow = None
 
-    def rule(lam: float) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            s = np.asarray(fast(lam), float)
+    def guard(lam: float, answer: np.ndarray) -> np.ndarray:
+        nonlocal slow
+        s = np.asarray(answer, float)
         bad = ~np.isfinite(s) | (s < 0)
         if bad.any():
-            with np.errstate(all="ignore"):
-                s = np.where(bad, slow(lam), s)
+            if slow is None:  # built when first needed: the closed forms rarely fail
+                slow = CurveFamily.spend_rule(block.family, block.params, value, pool)
+            s = np.where(bad, slow(lam), s)
         return s
 
-    return rule
+    return fast, guard
+
+
+def _all_usable(s: np.ndarray) -> bool:
+    """Every spend finite and >= 0 (NaN fails both tests): two reductions, where the guard takes four calls."""
+    return not s.size or (s.min() >= 0 and s.max() < np.inf)
 
 
 def dual_bound(problem: CompiledProblem, spend_at_lam: np.ndarray, lam: float) -> float:
