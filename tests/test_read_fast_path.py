@@ -360,3 +360,20 @@ def test_json_bytes_prove_what_the_walk_would_find(monkeypatch, text, clean, chu
     assert reading._clean_json(raw) == clean
     if clean:  # what the bytes accept, the walk accepts
         reading._check_values(json.loads(raw))
+
+
+def test_small_json_bodies_count_brackets_as_the_numpy_path_does(monkeypatch):
+    """Request bodies (<= 64 KB) count brackets in pure Python; the count must equal numpy's, strings excluded."""
+    import json as _json
+
+    from allocator.spec import reading
+
+    docs = [{}, [], {"a": "x[{"}, [[[]]], {"k": [{"a": "]]}"}, [1, {"b": "{"}]]}]
+    deep = {"a": 1}
+    for _ in range(70):
+        deep = {"k": [deep, "]]}"]}
+    docs.append(deep)
+    small = [reading._brackets(_json.dumps(d).encode()) for d in docs]
+    monkeypatch.setattr(reading, "_SMALL_JSON", -1)
+    assert small == [reading._brackets(_json.dumps(d).encode()) for d in docs]
+    assert small[4] == (5, 4) and small[-1] == (141, 141)

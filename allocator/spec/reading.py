@@ -377,11 +377,17 @@ def _clean_json(raw: bytes) -> bool:
     """
     if b"\\" in raw or raw.translate(None, _NOT_CONTROL) or (b"\xc2" in raw and _C1.search(raw)):
         return False
+    count, deepest = _brackets(raw)
+    # the top mapping is level 0 of _check_values
+    return count <= MAX_NODES + MAX_ALIAS_EXPANSION and deepest - 1 <= MAX_DEPTH
+
+
+def _brackets(raw: bytes) -> tuple[int, int]:
+    """Mappings and lists opened outside strings in ``raw`` (JSON without a backslash), and the deepest level."""
     if len(raw) <= _SMALL_JSON:  # a request body: its few hundred brackets counted without numpy's overhead
         # with no backslash a string ends at the next quote: the even pieces between quotes are outside
         steps = array("b", b"".join(raw.split(b'"')[::2]).translate(_BRACKET_STEPS, _NOT_BRACKETS))
-        deepest = max(accumulate(steps), default=0)
-        return steps.count(1) <= MAX_NODES + MAX_ALIAS_EXPANSION and deepest - 1 <= MAX_DEPTH
+        return steps.count(1), max(accumulate(steps), default=0)
     import numpy as np
 
     count, level, deepest, quotes = 0, 0, 0, 0
@@ -398,8 +404,7 @@ def _clean_json(raw: bytes) -> bool:
             levels = np.cumsum(step, dtype=np.int64) + level
             deepest = max(deepest, int(levels.max()))
             level = int(levels[-1])
-    # the top mapping is level 0 of _check_values
-    return count <= MAX_NODES + MAX_ALIAS_EXPANSION and deepest - 1 <= MAX_DEPTH
+    return count, deepest
 
 
 @contextmanager
