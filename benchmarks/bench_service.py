@@ -91,6 +91,17 @@ def cpu_by_process(pid: int) -> dict[int, float]:
     return out
 
 
+def sockets_by_process(pid: int) -> dict[int, int]:
+    """Open sockets of each process under ``pid`` (the listener, store files aside: connections held)."""
+    out = {}
+    for p in descendants(pid)[1:]:
+        try:
+            out[p] = sum(os.readlink(f"/proc/{p}/fd/{fd}").startswith("socket:") for fd in os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            pass
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     return sum(cpu_by_process(pid).values())
 
@@ -115,10 +126,15 @@ def main() -> None:
         key = new_key(Path(tmp), "bench")
         example, scurve = example_json(), s_curve_json(8, name="bench_global")
         samples: list[tuple[float, int]] = []
+        connections: list[int] = []
         stop_sampling = threading.Event()
 
         def sample() -> None:
+            idle_sockets = sockets_by_process(srv.proc.pid)
             while not stop_sampling.is_set():
+                if len(samples) == 4:   # 2 s in: the clients' connections are open and spread
+                    held = sockets_by_process(srv.proc.pid)
+                    connections.extend(sorted((held[p] - idle_sockets.get(p, 0) for p in held), reverse=True))
                 samples.append((time.monotonic(), rss_kb(srv.proc.pid)))
                 time.sleep(0.5)
 
@@ -131,6 +147,7 @@ def main() -> None:
             server_cpu = sum(per1.values()) - sum(per0.values())
             busy = sorted((per1[p] - per0.get(p, 0.0) for p in per1), reverse=True)
             result["busiest"] = [b / result["seconds"] for b in busy[:args.workers]]
+            result["connections"] = [c for c in connections if c > 0]
             me1 = resource.getrusage(resource.RUSAGE_SELF)
             result["server_cpu"] = server_cpu
             result["client_cpu"] = (me1.ru_utime - me0.ru_utime) + (me1.ru_stime - me0.ru_stime)
@@ -288,7 +305,8 @@ def report(res: dict, samples: list[tuple[float, int]], args) -> None:
           f"{1000 * res['server_cpu'] / n:,.2f} ms per request; clients {res['client_cpu']:,.1f} s = "
           f"{1000 * res['client_cpu'] / n:,.2f} ms per request, {100 * res['client_cpu'] / secs / (os.cpu_count() or 1):.0f}% "
           f"of the machine's {os.cpu_count()} cores; the busiest server processes used "
-          + ", ".join(f"{100 * b:.0f}%" for b in res.get("busiest", [])) + " of a core")
+          + ", ".join(f"{100 * b:.0f}%" for b in res.get("busiest", [])) + " of a core; connections held by "
+          "each worker 2 s in: " + (", ".join(str(c) for c in res.get("connections", [])) or "-"))
     if samples:
         print(f"server memory (supervisor, workers, job processes): peak {peak / 1024:,.0f} MB; mean of the first "
               f"10 s {statistics.mean(first) / 1024:,.0f} MB, of the last 10 s {statistics.mean(last) / 1024:,.0f} MB "

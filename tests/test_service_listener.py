@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from allocator.service import listener as listener_module
 from allocator.service.listener import FairListener
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -95,3 +96,75 @@ def test_the_listener_keeps_the_socket_it_replaces():
         assert listener.getsockname() == where and isinstance(listener, socket.socket)
     finally:
         listener.close()
+
+
+def _holder(listener: socket.socket, ready) -> None:
+    """Serve keep-alive connections: each ``?`` gets this process's pid; connections stay open."""
+    class Answer(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(str(os.getpid()).encode())
+
+    async def main():
+        await asyncio.get_running_loop().create_server(Answer, sock=listener)
+        ready.send(os.getpid())
+        await asyncio.sleep(60)
+
+    asyncio.run(main())
+
+
+
+def _held_by(listener: socket.socket, clients: int, waves: int = 1) -> list[collections.Counter]:
+    """Open ``clients`` connections at once, ``waves`` times: who holds the open ones after each wave.
+
+    After a wave, every connection of the first process is closed, so the next wave should go
+    to it until both hold as many.
+    """
+    port = listener.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    pipes, procs, conns, out = [], [], {}, []
+    try:
+        for _ in range(2):
+            mine, theirs = ctx.Pipe()
+            p = ctx.Process(target=_holder, args=(listener, theirs), daemon=True)
+            p.start()
+            pipes.append(mine)
+            procs.append(p)
+        pids = [c.recv() for c in pipes if c.poll(30)]
+        assert len(pids) == 2, "the serving processes did not start"
+        for _ in range(waves):
+            for c in [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(clients)]:
+                conns[c] = None
+            for c in conns:
+                c.sendall(b"?")
+                conns[c] = int(c.recv(64))
+            out.append(collections.Counter(conns.values()))
+            for c in [c for c, pid in conns.items() if pid == pids[0]]:
+                c.close()
+                del conns[c]
+            time.sleep(0.5)  # the process sees them close
+        return out
+    finally:
+        for c in conns:
+            c.close()
+        for p in procs:
+            p.kill()
+            p.join(10)
+
+
+def test_keep_alive_connections_are_held_evenly(monkeypatch):
+    """With the board, each process holds as many open connections as the other, also after some close."""
+    monkeypatch.setattr(listener_module, "PATIENCE", 30.0)  # the forked processes inherit it
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    listener = FairListener.of(sock, processes=2)
+    try:
+        first, second = _held_by(listener, 20, waves=2)
+    finally:
+        listener.close()
+    assert sorted(first.values()) == [10, 10], first
+    # the first process's 10 closed; of 20 new ones it takes 15, and each holds 15
+    assert sorted(second.values()) == [15, 15], second

@@ -74,6 +74,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     config = uvicorn.Config("allocator.service.worker:worker_app", factory=True, host=host, port=port, workers=n,
                             log_level=log_level, access_log=False)
     try:
-        Multiprocess(config, sockets=[FairListener.of(config.bind_socket())]).run()
+        Multiprocess(config, sockets=[FairListener.of(config.bind_socket(), processes=n)]).run()
     except KeyboardInterrupt:
         pass
