@@ -35,7 +35,7 @@ from .problem import EfficiencyConstraint, LinearConstraint, ObjectiveSpec
 from .spec.constraints import EfficiencyConstraint as EfficiencyRule
 from .spec.constraints import (LockConstraint, MinActiveConstraint, RatioConstraint, Selector, ShareConstraint,
                                SpendConstraint, TargetObjective, HurdleObjective)
-from .spec.models import Scenario
+from .spec.models import Scenario, TaskSpec
 
 TOTAL_BUDGET_ROW = "budget.total"
 
@@ -86,10 +86,19 @@ def check_constraints(sc: Scenario) -> list[Problem]:
     problems: list[Problem] = []
     if sc.segments is None:
         return problems
+    if sc.budgets or sc.constraints or isinstance(sc.objective, TargetObjective):  # rules that select cells
+        with np.errstate(all="ignore"):  # a number too large is reported by check_magnitudes, not as a warning
+            _check_rules(sc, problems)
+    if sc.budget is not None and sc.budget.use_all and sc.budget.total is None:
+        problems.append(Problem("budget.use_all", "needs budget.total"))
+    return problems
+
+
+def _check_rules(sc: Scenario, problems: list[Problem]) -> None:
+    """The problems of the named budgets, constraints and target objective of ``sc``, into ``problems``."""
     cells = CellLabels.from_scenario(sc)
     seg_ids = set(cells.segment.tolist())
     all_tags = set().union(*cells.tags) if cells.tags else set()
-    current = {(s.id, t): c.current_spend for s in sc.segments for t, c in s.tasks.items()}
 
     def check_selector(sel: Selector, field: str) -> np.ndarray | None:
         bad = False
@@ -144,6 +153,7 @@ def check_constraints(sc: Scenario) -> list[Problem]:
         elif isinstance(c, LockConstraint):
             mask = check_selector(c.select, f"{field}.select")
             if mask is not None and c.spend == "current":
+                current = {(s.id, t): cell.current_spend for s in sc.segments for t, cell in s.tasks.items()}
                 missing = [f"({s}, {t})" for s, t in zip(cells.segment[mask], cells.task[mask])
                            if current[(s, t)] is None]
                 if missing:
@@ -161,9 +171,6 @@ def check_constraints(sc: Scenario) -> list[Problem]:
                                                + (" and ".join(f"`{k}`" for k in given) or "neither")))
     if isinstance(sc.objective, TargetObjective):
         check_selector(sc.objective.select, "objective.select")
-    if sc.budget is not None and sc.budget.use_all and sc.budget.total is None:
-        problems.append(Problem("budget.use_all", "needs budget.total"))
-    return problems
 
 
 # ---------------------------------------------------------------- compilation
@@ -208,7 +215,7 @@ def compile_constraints(sc: Scenario, cells: CellLabels, value: np.ndarray,
     locked = np.full(n, np.nan)
     min_active = np.zeros(n)
     activation = np.zeros(n)
-    lock_source = np.full(n, "", dtype=object)
+    lock_source = None  # per cell, the first lock rule holding it (made with the first lock)
     efficiency: list[EfficiencyConstraint] = []
     for c in sc.constraints:
         if isinstance(c, SpendConstraint):
@@ -244,6 +251,8 @@ def compile_constraints(sc: Scenario, cells: CellLabels, value: np.ndarray,
         elif isinstance(c, LockConstraint):
             mask = select(c.select, cells)
             new = np.where(mask, current if c.spend == "current" else float(c.spend), np.nan)
+            if lock_source is None:
+                lock_source = np.full(n, "", dtype=object)
             _check_lock_clash(cells, locked, lock_source, new, c.name)
             first = mask & np.isnan(locked)
             locked[mask] = new[mask]
@@ -254,14 +263,13 @@ def compile_constraints(sc: Scenario, cells: CellLabels, value: np.ndarray,
             activation[mask] = np.maximum(activation[mask], c.activation_cost)
         elif isinstance(c, EfficiencyRule):
             efficiency.append(_efficiency(c, select(c.select, cells), value))
-    # per-cell fields of the spec
-    i = 0
-    for s in sc.segments or []:
-        for cell in s.tasks.values():
-            if cell.min_active_spend is not None:
-                min_active[i] = max(min_active[i], cell.min_active_spend)
+    # per-cell fields of the spec (a cost of 0 leaves the rules' value, itself >= 0, as max() would)
+    specs = [cell for s in sc.segments or [] for cell in s.tasks.values()]
+    for i, cell in enumerate(specs):
+        if cell.min_active_spend is not None:
+            min_active[i] = max(min_active[i], cell.min_active_spend)
+        if cell.activation_cost:
             activation[i] = max(activation[i], cell.activation_cost)
-            i += 1
     objective = ObjectiveSpec()
     if isinstance(sc.objective, HurdleObjective):
         objective = ObjectiveSpec(kind="hurdle", rate=sc.objective.rate)
@@ -273,7 +281,8 @@ def compile_constraints(sc: Scenario, cells: CellLabels, value: np.ndarray,
                                                       f"{sc.objective.select.describe()} >= "
                                                       f"{_fmt(sc.objective.target)}")
     unit = sc.budget.unit if sc.budget is not None else None
-    _check_locks(sc, cells, locked, lock_source, unit)
+    if lock_source is not None:
+        _check_locks(specs, cells, locked, lock_source, unit)
     return CompiledConstraints(rows=tuple(rows), locked=locked, min_active=min_active, activation_cost=activation,
                                unit=unit, objective=objective, efficiency=tuple(efficiency))
 
@@ -306,10 +315,9 @@ def _check_lock_clash(cells: CellLabels, locked: np.ndarray, source: np.ndarray,
                                         f"lock '{name}': cell {cell} spends {_fmt(new[i])}"])
 
 
-def _check_locks(sc: Scenario, cells: CellLabels, locked: np.ndarray, source: np.ndarray,
+def _check_locks(specs: list[TaskSpec], cells: CellLabels, locked: np.ndarray, source: np.ndarray,
                  unit: float | None) -> None:
     """A lock outside its cell's own bounds (or off the spend unit) is a conflict of two named rules."""
-    specs = [c for s in sc.segments or [] for c in s.tasks.values()]
     for i in np.flatnonzero(~np.isnan(locked)):
         cell, v = specs[i], locked[i]
         name = f"({cells.segment[i]}, {cells.task[i]})"

@@ -176,17 +176,19 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
         def finish(data: dict[str, Any]):
             if kind == "plan":
-                rec = store_plan(st, key, sc, data)
+                rec = store_plan(st, key, sc, data, canonical=payload["scenario"])
                 return None, rec["id"]
             return data, None
 
         request.app.state.jobs.submit(job["id"], kind, payload, finish, rid(request))
         return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
 
-    def store_plan(st: Store, key: KeyRecord, sc, data: dict[str, Any], raw: bool = False) -> dict[str, Any] | bytes:
+    def store_plan(st: Store, key: KeyRecord, sc, data: dict[str, Any], raw: bool = False,
+                   canonical: dict[str, Any] | None = None) -> dict[str, Any] | bytes:
         from ..workbook.plan_book import scenario_hash
 
-        canonical = scenario_data(sc)
+        # a job's request holds the scenario's canonical data already: not dumped a second time
+        canonical = canonical if canonical is not None else scenario_data(sc)
         return st.add_plan(key.workspace, sc.name, canonical, scenario_hash(canonical), engine_version, key.id,
                            data["summary"], data["cells"], raw=raw)
 

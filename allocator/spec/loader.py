@@ -30,8 +30,8 @@ from ..errors import Problem, SpecError, clip
 from .columnar import fast_scenario
 from .models import ModelFile, Scenario
 from .overrides import apply_overrides, deep_merge
-from .reading import (MAX_EXTENDS, _Refused, check_parsed, check_plain, confine, default_roots, excerpt, parse_text,
-                      read_bytes, short, syntax_message)
+from .paths import MAX_EXTENDS, confine, default_roots
+from .reading import _Refused, check_parsed, check_plain, excerpt, parse_text, read_bytes, short, syntax_message
 from .rules import cell_name, check_scenario, precheck_conflicts
 
 MAX_PROBLEMS = 50
@@ -155,7 +155,7 @@ def scenario_from_dict(data: Mapping[str, Any], base_dir: str | Path = ".", sour
                        roots: tuple[str | Path, ...] = (), check_values: bool = True) -> Scenario:
     """Validate a scenario given as a mapping; resolve its ``model`` reference against ``base_dir``.
 
-    File references (``model``, ``extends``) may point inside :func:`~.reading.default_roots` of
+    File references (``model``, ``extends``) may point inside :func:`~.paths.default_roots` of
     ``base_dir`` (its parent's tree), ``roots``, or ``$ALLOCATOR_ROOTS``; ``allow_files=False``
     refuses every file reference (a scenario that came in a request). ``check_values`` walks the
     mapping for nesting and control characters (:func:`~.reading.check_plain`); callers whose data

@@ -1,14 +1,15 @@
-"""Parsing untrusted YAML and JSON with bounded time and memory, and confining file references.
+"""Parsing untrusted YAML and JSON with bounded time and memory.
 
-Every scenario, model and judgment file passes through :func:`parse_mapping`. Its limits hold
-*before* Python objects are built, so a 400-byte alias bomb or a 100,000-deep nesting is refused
-with a :class:`~allocator.errors.SpecError` naming the place, never expanded:
+Every scenario, model and judgment file, and every request body, passes through :func:`parse_text`.
+Its limits (:mod:`.limits`) hold *before* Python objects are built, so a 400-byte alias bomb or a
+100,000-deep nesting is refused with a :class:`~allocator.errors.SpecError` naming the place, never
+expanded:
 
 * the file is at most :data:`MAX_BYTES` and UTF-8 text (a BOM is allowed);
-* YAML is composed into nodes first; the composition is refused past :data:`MAX_DEPTH` levels or
-  :data:`MAX_NODES` nodes, and the node graph is then measured *with aliases expanded* (what
-  construction would build): more than :data:`MAX_ALIAS_EXPANSION` nodes added by aliases, a
-  recursive alias, or an expanded depth past :data:`MAX_DEPTH` is refused;
+* YAML is composed into nodes first (:mod:`.yaml_reading`); the composition is refused past
+  :data:`MAX_DEPTH` levels or :data:`MAX_NODES` nodes, and the node graph is then measured *with
+  aliases expanded* (what construction would build): more than :data:`MAX_ALIAS_EXPANSION` nodes
+  added by aliases, a recursive alias, or an expanded depth past :data:`MAX_DEPTH` is refused;
 * integers longer than :data:`MAX_INT_DIGITS` digits, duplicate keys, and control characters in
   strings are refused, each naming its line (YAML) or dotted path.
 
@@ -17,40 +18,32 @@ PyYAML has it (about ten times faster than the pure-Python parser); the limits h
 libyaml refuses nesting past 1,000 levels, a count of nodes as they are composed stops past
 :data:`MAX_NODES`, and the composed graph is measured as above before anything is constructed.
 Whenever that route finds any fault (a syntax error, a broken limit), the file is parsed again by
-the pure-Python loader, so every message is the one it gives.
+the pure-Python loader, so every message is the one it gives. Small JSON texts whose bytes prove
+them safe are parsed by orjson (:func:`_fast_json`), others by :func:`json.loads`, likewise.
 
 Error messages quote at most :data:`EXCERPT` characters of any input (:func:`excerpt`).
-File references (``model``, ``extends``) are confined to allowed folders by :func:`confine`.
+File references (``model``, ``extends``) are confined to allowed folders by :mod:`.paths`.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import os
 import re
 from array import array
 from contextlib import contextmanager
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from ..errors import Problem, SpecError
+from .limits import (EXCERPT, MAX_ALIAS_EXPANSION, MAX_BYTES, MAX_DEPTH, MAX_INT_DIGITS,  # noqa: F401  (re-exported)
+                     MAX_NODES, _at, _Refused, excerpt, short)
+from .paths import MAX_EXTENDS, ROOTS_ENV, confine, default_roots  # noqa: F401  (re-exported: they lived here)
+from .yaml_reading import _CSafeLoader, _SafeLoader, load_yaml
 
-MAX_BYTES = 256 * 1024 * 1024
-"""Largest input file read (a 44,000-cell scenario is about 10 MB, a 1,000,000-cell JSON one 150 MB)."""
-MAX_DEPTH = 64
-"""Deepest nesting of lists and mappings (scenarios nest about 8 levels)."""
-MAX_NODES = 5_000_000
-"""Most values (scalars, lists, mappings) in one document, counted as written."""
-MAX_ALIAS_EXPANSION = 200_000
-"""Most values that YAML aliases (``*name``) may add beyond what is written."""
-MAX_INT_DIGITS = 40
-"""Longest integer accepted (Python refuses 4,300 digits with an unhelpful message)."""
-EXCERPT = 60
-"""Characters of input quoted in a message, at most."""
 C_YAML_MIN_BYTES = 128 * 1024
 """YAML files from this size on are parsed by libyaml (when present); smaller ones by the pure-Python
 loader, whose speed does not matter there."""
@@ -58,164 +51,6 @@ loader, whose speed does not matter there."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _LABEL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _LABEL_KEYS = {"id", "name", "segment", "task", "tags", "select", "family", "segments", "tasks"}
-
-
-def excerpt(value: Any, limit: int = EXCERPT) -> str:
-    """``repr`` of a value, cut to ``limit`` characters (with a count of what was left out)."""
-    if isinstance(value, (list, dict, tuple, set)) and len(value) > limit:
-        return f"<{type(value).__name__} of {len(value):,} items>"
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
-
-
-def short(text: str, limit: int = 200) -> str:
-    """``text`` as it is (no quotes), cut to ``limit`` characters: for paths and names in messages."""
-    text = str(text)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
-
-
-class _Refused(Exception):
-    """A limit broken while parsing: ``where`` is ``line L, column C`` or a dotted path."""
-
-    def __init__(self, message: str, where: str = ""):
-        super().__init__(message)
-        self.message, self.where = message, where
-
-
-def _at(mark: Any) -> str:
-    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-
-
-class _Checks:
-    """Constructor checks shared by both loaders: integer size and duplicate keys, each naming its line."""
-
-    def construct_yaml_int(self, node: Any) -> Any:
-        digits = sum(ch.isdigit() for ch in str(node.value))
-        if digits > MAX_INT_DIGITS:
-            raise _Refused(f"an integer of {digits:,} digits is too large (at most {MAX_INT_DIGITS})",
-                           _at(node.start_mark))
-        return super().construct_yaml_int(node)  # type: ignore[misc]
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: dict[tuple[str, str], Any] = {}
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                k = (key_node.tag, key_node.value)
-                if k in seen:
-                    raise _Refused(f"duplicate key {excerpt(key_node.value)} (first at {_at(seen[k])}); "
-                                   f"each key may appear once in a mapping", _at(key_node.start_mark))
-                seen[k] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
-
-
-class _SafeLoader(_Checks, yaml.SafeLoader):
-    """SafeLoader with limits on nesting, node count, alias expansion, integer size and duplicate keys.
-
-    Also reads ``1e5`` as a float (YAML 1.1 needs a dot: ``1.0e5``).
-    """
-
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._depth = 0
-        self._composed = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        self._composed += 1
-        if self._depth > MAX_DEPTH:
-            raise _Refused(f"is nested more than {MAX_DEPTH} levels deep", _at(self.peek_event().start_mark))
-        if self._composed > MAX_NODES:
-            raise _Refused(f"holds more than {MAX_NODES:,} values", _at(self.peek_event().start_mark))
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-class _CSafeLoader(_Checks, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The same loader with libyaml's scanner, parser and composer (construction stays Python).
-
-    libyaml composes without calling back per node, except to resolve the tag of every node without
-    an explicit one: that call counts nodes, so composition stops past :data:`MAX_NODES` (nodes with
-    an explicit tag, which need a ``!``, are counted up front from the text).
-    """
-
-    def __init__(self, stream: str, tagged: int = 0):
-        super().__init__(stream)
-        self._composed = tagged
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        self._composed += 1
-        if self._composed > MAX_NODES:
-            raise _Refused(f"holds more than {MAX_NODES:,} values")
-        return super().resolve(kind, value, implicit)
-
-
-_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                  |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X)
-for _loader in (_SafeLoader, _CSafeLoader):
-    _loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
-    _loader.add_constructor("tag:yaml.org,2002:int", _loader.construct_yaml_int)
-
-
-def _measure(root: Any) -> None:
-    """Refuse a node graph whose aliases would expand too far, recurse, or nest too deep.
-
-    Iterative (no recursion limit), memoized per node: each node's expanded size and depth.
-    """
-    size: dict[int, int] = {}
-    depth: dict[int, int] = {}
-    written = 0
-    on_path: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        nid = id(node)
-        if done:
-            on_path.discard(nid)
-            kids = _children(node)
-            size[nid] = 1 + sum(size[id(k)] for k in kids)
-            depth[nid] = 1 + max((depth[id(k)] for k in kids), default=0)
-            if depth[nid] > MAX_DEPTH:
-                raise _Refused(f"is nested more than {MAX_DEPTH} levels deep once aliases are expanded",
-                               _at(node.start_mark))
-            if size[nid] - written > MAX_ALIAS_EXPANSION and size[nid] > written:
-                raise _Refused(f"aliases (*name) would add more than {MAX_ALIAS_EXPANSION:,} values to what is "
-                               f"written (an alias bomb?); write the values out or use fewer aliases",
-                               _at(node.start_mark))
-            continue
-        if nid in size:
-            continue
-        if nid in on_path:
-            raise _Refused("an alias refers to a mapping or list that contains it (a recursive alias)",
-                           _at(node.start_mark))
-        written += 1
-        on_path.add(nid)
-        stack.append((node, True))
-        stack.extend((k, False) for k in _children(node) if id(k) not in size)
-
-
-def _measure_tree(root: Any) -> None:
-    """Refuse a tree (no node shared) nested more than :data:`MAX_DEPTH` deep: one pass per level."""
-    level, depth = [root], 0
-    while level:
-        depth += 1
-        if depth > MAX_DEPTH:
-            raise _Refused(f"is nested more than {MAX_DEPTH} levels deep", _at(level[0].start_mark))
-        level = [k for node in level if not isinstance(node, yaml.ScalarNode) for k in _children(node)]
-
-
-def _children(node: Any) -> list[Any]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [n for kv in node.value for n in kv]
-    return []
 
 
 def _decode(raw: bytes) -> str:
@@ -334,6 +169,9 @@ def parse_text(raw: bytes, json_format: bool, check: bool = True) -> Any:
     own check cannot decide (:mod:`allocator.spec.columnar`). The limits that hold while parsing
     (size, YAML nesting, node count and aliases, integer size, duplicate keys) hold either way.
 
+    A small JSON text whose bytes prove it safe is parsed by orjson (:func:`_fast_json`); any
+    other, and any that orjson refuses, by :func:`json.loads`, which gives every message.
+
     Raises
     ------
     _Refused
@@ -343,6 +181,11 @@ def parse_text(raw: bytes, json_format: bool, check: bool = True) -> Any:
     """
     if len(raw) > MAX_BYTES:
         raise _Refused(f"is larger than {MAX_BYTES // (1024 * 1024)} MB")
+    if json_format:
+        # orjson reads only valid UTF-8 without a BOM, so what it reads, _decode would pass
+        data = _fast_json(raw)
+        if data is not _UNPROVEN:  # the bytes proved what check_parsed would find: nothing
+            return data
     text = _decode(raw)
     with _no_gc():
         data = _parse(raw, text, json_format)
@@ -362,8 +205,20 @@ _NOT_CONTROL = bytes(b for b in range(256) if b not in _JSON_CONTROL_BYTES)
 _C1 = re.compile(rb"\xc2[\x80-\x9f]")  # U+0080-U+009F in UTF-8
 _CHUNK = 16 * 1024 * 1024
 _SMALL_JSON = 64 * 1024
+_FAST_JSON_BYTES = 64 * 1024
+"""Largest JSON text parsed by :func:`_fast_json` (a request body); larger ones take the general route."""
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
+_NOT_QUOTES_OR_BRACKETS = bytes(b for b in range(256) if b not in b'"[]{}')
+_PAIRS = bytes.maketrans(b"[{]}", b"(())")
+# digits to "0", a backslash and the control characters of _plain_text to "\\", the rest to " "
+_MARKS = bytes(48 if 48 <= b <= 57 else 92 if b == 92 or b in _JSON_CONTROL_BYTES else 32 for b in range(256))
+_LONG_NUMBER = b"0" * 19
+_UNPROVEN = object()
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - a dependency; the general route works without it
+    _orjson = None
 
 
 def _clean_json(raw: bytes) -> bool:
@@ -375,7 +230,7 @@ def _clean_json(raw: bytes) -> bool:
     the brackets outside them give the nesting and the count of mappings and lists. About a second
     for 150 MB, where the walk over a million cells takes several; False leaves it to the walk.
     """
-    if b"\\" in raw or raw.translate(None, _NOT_CONTROL) or (b"\xc2" in raw and _C1.search(raw)):
+    if not _plain_text(raw):
         return False
     count, deepest = _brackets(raw)
     # the top mapping is level 0 of _check_values
@@ -385,6 +240,10 @@ def _clean_json(raw: bytes) -> bool:
 def _brackets(raw: bytes) -> tuple[int, int]:
     """Mappings and lists opened outside strings in ``raw`` (JSON without a backslash), and the deepest level."""
     if len(raw) <= _SMALL_JSON:  # a request body: its few hundred brackets counted without numpy's overhead
+        outside = _outside(raw)
+        deepest = None if outside is None else _peel(outside, MAX_DEPTH + 2)
+        if deepest is not None:
+            return outside.count(b"[") + outside.count(b"{"), deepest
         # with no backslash a string ends at the next quote: the even pieces between quotes are outside
         steps = array("b", b"".join(raw.split(b'"')[::2]).translate(_BRACKET_STEPS, _NOT_BRACKETS))
         return steps.count(1), max(accumulate(steps), default=0)
@@ -405,6 +264,66 @@ def _brackets(raw: bytes) -> tuple[int, int]:
             deepest = max(deepest, int(levels.max()))
             level = int(levels[-1])
     return count, deepest
+
+
+def _plain_text(raw: bytes) -> bool:
+    """No backslash (so no escape), no control character but tab, line feed and carriage return."""
+    return not (b"\\" in raw or raw.translate(None, _NOT_CONTROL) or (b"\xc2" in raw and _C1.search(raw)))
+
+
+def _outside(raw: bytes) -> bytes | None:
+    """The brackets of ``raw`` (JSON without a backslash) outside strings; None when a string holds one.
+
+    Deleting all but quotes and brackets leaves ``""`` for each string without brackets. Counted from
+    the left, such pairs take every quote exactly when every string is one: a string holding a
+    bracket leaves a quote that no ``""`` takes.
+    """
+    marks = raw.translate(None, _NOT_QUOTES_OR_BRACKETS)
+    return marks.translate(None, b'"') if 2 * marks.count(b'""') == marks.count(b'"') else None
+
+
+def _peel(outside: bytes, most: int) -> int | None:
+    """The deepest level of the balanced brackets ``outside``, by removing the innermost pairs level by
+    level; None when it is past ``most`` or the brackets do not balance."""
+    level, depth = outside.translate(_PAIRS), 0
+    while level:
+        depth += 1
+        inner = level.replace(b"()", b"")
+        if depth > most or len(inner) == len(level):
+            return None
+        level = inner
+    return depth
+
+
+def _fast_json(raw: bytes) -> Any:
+    """``raw`` parsed by orjson (a tenth of the hooked :func:`json.loads`' time) when its bytes prove that
+    :func:`json.loads` with the hooks would give the same data and :func:`check_parsed` accept it;
+    :data:`_UNPROVEN` otherwise, for the caller to take the general route (which words every message).
+
+    The proof, for a text of at most :data:`_FAST_JSON_BYTES` bytes: :func:`_plain_text` (so strings are
+    taken literally and hold no control character), no run of 19 digits (orjson reads every integer
+    of up to 18 digits exactly, and larger ones as floats), no bracket in a string, nesting and count
+    within the limits, and orjson accepts the text (it refuses ``NaN``, ``Infinity`` and numbers that
+    overflow, which :func:`json.loads` takes). A duplicate key is the one thing orjson passes
+    silently (keeping one pair): writing the data back then gives fewer ``:`` than the text has,
+    since each pair has one outside strings and strings come back as they were.
+    """
+    if _orjson is None or len(raw) > _FAST_JSON_BYTES:
+        return _UNPROVEN
+    marks = raw.translate(_MARKS)  # what _plain_text and a run of 19 digits look for, in one pass
+    if b"\\" in marks or _LONG_NUMBER in marks or (b"\xc2" in raw and _C1.search(raw)):
+        return _UNPROVEN
+    outside = _outside(raw)
+    if outside is None or outside.count(b"[") + outside.count(b"{") > MAX_NODES + MAX_ALIAS_EXPANSION:
+        return _UNPROVEN
+    try:
+        data = _orjson.loads(raw)
+        if _orjson.dumps(data).count(b":") != raw.count(b":"):
+            return _UNPROVEN
+    except (_orjson.JSONDecodeError, _orjson.JSONEncodeError):
+        return _UNPROVEN
+    # the top mapping is level 0 of _check_values
+    return data if _peel(outside, MAX_DEPTH + 1) is not None else _UNPROVEN
 
 
 @contextmanager
@@ -430,31 +349,12 @@ def _parse(raw: bytes, text: str, json_format: bool) -> Any:
         data = None
         if len(raw) >= C_YAML_MIN_BYTES and getattr(yaml, "__with_libyaml__", False):
             try:
-                data = _load_yaml(_CSafeLoader(text, raw.count(b"!")), aliases=b"*" in raw)
+                data = load_yaml(_CSafeLoader(text, raw.count(b"!")), aliases=b"*" in raw)
             except Exception:  # noqa: BLE001  (the pure-Python loader below gives the reference message)
                 data = None
         if data is None:
-            data = _load_yaml(_SafeLoader(text))
+            data = load_yaml(_SafeLoader(text))
     return data
-
-
-def _load_yaml(loader: Any, aliases: bool = True) -> Any:
-    """The document of ``loader``, composed, measured, then constructed.
-
-    ``aliases=False`` (the text holds no ``*``, so no node is shared) measures only the depth, level
-    by level; a node graph with aliases goes through :func:`_measure`.
-    """
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if aliases:
-            _measure(node)
-        else:
-            _measure_tree(node)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
 
 
 def syntax_message(exc: Exception, json_format: bool) -> tuple[str, str]:
@@ -481,52 +381,3 @@ def read_bytes(path: Path, field: str = "file") -> bytes:
     except OSError as exc:
         raise SpecError(Problem(field, f"cannot read {path}: {exc.strerror or type(exc).__name__}")) from None
     return raw
-
-
-# ---------------------------------------------------------------- file references
-
-ROOTS_ENV = "ALLOCATOR_ROOTS"
-"""Extra folders (separated by ``os.pathsep``) that ``model`` and ``extends`` may point into."""
-MAX_EXTENDS = 32
-"""Longest ``extends`` chain (scenario -> base -> base of base ...)."""
-
-
-def default_roots(scenario_dir: str | Path, extra: Iterable[str | Path] = ()) -> tuple[Path, ...]:
-    """Folders a scenario in ``scenario_dir`` may reference: that folder's parent's tree (so that
-    ``scenarios/x.yaml`` can use ``../models/m.yaml``), or the folder itself when its parent is a
-    file-system root; the working folder's tree (the project being worked in), unless it is a
-    file-system root; plus ``extra`` and the folders in ``$ALLOCATOR_ROOTS``.
-    """
-    here = Path(scenario_dir).resolve()
-    parent = here.parent
-    roots = [here if parent == Path(parent.anchor) else parent]
-    try:
-        cwd = Path.cwd().resolve()
-    except OSError:  # the working folder was removed: it grants nothing
-        cwd = Path("/")
-    if cwd != Path(cwd.anchor):
-        roots.append(cwd)
-    roots += [Path(p).resolve() for p in extra]
-    roots += [Path(p).resolve() for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
-    return tuple(roots)
-
-
-def confine(ref: Any, base_dir: str | Path, roots: tuple[Path, ...] | None, field: str) -> Path:
-    """The resolved path of a file reference, refused when it points outside ``roots``.
-
-    ``roots`` of ``None`` refuses every file reference (input from a request). The message names
-    the reference, never the file's content.
-    """
-    if not isinstance(ref, str) or not ref:
-        raise SpecError(Problem(field, f"must be the path of a file; got {excerpt(ref)}"))
-    if roots is None:
-        raise SpecError(Problem(field, f"file references are not allowed here (got {excerpt(ref)}); "
-                                       f"give the content inline"))
-    if "\x00" in ref:
-        raise SpecError(Problem(field, f"the path {excerpt(ref)} contains a NUL character"))
-    path = (Path(base_dir) / ref).resolve()
-    if not any(path == r or path.is_relative_to(r) for r in roots):
-        raise SpecError(Problem(field, f"{short(ref)} points outside the folders this scenario may read "
-                                       f"({', '.join(str(r) for r in roots)}); move the file there or add its "
-                                       f"folder to ${ROOTS_ENV}"))
-    return path

@@ -8,7 +8,9 @@ import numpy as np
 
 from ..curves import FAMILIES
 from ..errors import Problem
-from .models import Scenario
+from ..value.clv import lifetime_value
+from .constraints import LockConstraint, SpendConstraint
+from .models import Scenario, TaskSpec
 
 
 MAX_MONEY = 1e15
@@ -21,6 +23,8 @@ MAX_PARAM = 1e12
 MIN_UNIT = 1e-6
 """Smallest spend unit; also the budget may hold at most :data:`MAX_UNITS` units."""
 MAX_UNITS = 1e12
+
+_NUMBER = (float, int)
 
 
 def cell_name(segment: str, task: str) -> str:
@@ -49,20 +53,8 @@ def check_magnitudes(sc: Scenario) -> list[Problem]:
                                                        f"(at most {MAX_UNITS:.0e}); use a larger unit"))
     for seg in sc.segments or []:
         for task, cell in seg.tasks.items():
-            name = cell_name(seg.id, task)
-            problems += _too_large("pool", cell.pool, MAX_POOL, name, "members in the cell")
-            for f in ("min_spend", "max_spend", "current_spend", "min_active_spend", "activation_cost"):
-                problems += _too_large(f, getattr(cell, f), MAX_MONEY, name, money)
-            if isinstance(cell.value, float | int):
-                problems += _too_large("value", float(cell.value), MAX_MONEY, name, money)
-            else:
-                problems += _too_large("value.clv.margin", cell.value.clv.margin, MAX_MONEY, name, money)
-            for k, v in cell.curve.items():
-                if isinstance(v, float | int) and not isinstance(v, bool):
-                    problems += _too_large(f"curve.{k}", float(v), MAX_PARAM, name, "rescale the spend unit")
-            for k, v in (cell.value_curve or {}).items():
-                if isinstance(v, float | int) and not isinstance(v, bool):
-                    problems += _too_large(f"value_curve.{k}", float(v), MAX_PARAM, name, "rescale the spend unit")
+            if not _in_range(cell):
+                problems += _cell_magnitudes(cell_name(seg.id, task), cell, money)
     for b in sc.budgets:
         problems += _too_large(f"budgets.{b.name}.total", b.total, MAX_MONEY, None, money)
     for c in sc.constraints:
@@ -73,10 +65,49 @@ def check_magnitudes(sc: Scenario) -> list[Problem]:
     return problems
 
 
+def _in_range(cell: TaskSpec) -> bool:
+    """True when :func:`_cell_magnitudes` surely finds nothing in ``cell``: a screen of its numbers.
+
+    The magnitudes of each kind (pool, money, curve parameters) are summed: when a sum is within its
+    limit every term is (a nan or an infinity makes the sum fail), so a sound cell costs no Problem
+    and no message. False only sends the cell to the loop that words its problems.
+    """
+    value = cell.value
+    money = (abs(cell.min_spend) + abs(cell.max_spend or 0.0) + abs(cell.current_spend or 0.0)
+             + abs(cell.min_active_spend or 0.0) + abs(cell.activation_cost)
+             + abs(value if isinstance(value, _NUMBER) else value.clv.margin))
+    params = 0.0
+    # bools too (the loop skips them): the screen may only be stricter than the loop
+    for v in cell.curve.values():
+        if isinstance(v, _NUMBER):
+            params += abs(v)
+    if cell.value_curve:
+        for v in cell.value_curve.values():
+            if isinstance(v, _NUMBER):
+                params += abs(v)
+    return abs(cell.pool) <= MAX_POOL and money <= MAX_MONEY and params <= MAX_PARAM
+
+
+def _cell_magnitudes(name: str, cell: TaskSpec, money: str) -> list[Problem]:
+    """The numbers of one cell out of range, each problem naming field and cell."""
+    problems = _too_large("pool", cell.pool, MAX_POOL, name, "members in the cell")
+    for f in ("min_spend", "max_spend", "current_spend", "min_active_spend", "activation_cost"):
+        problems += _too_large(f, getattr(cell, f), MAX_MONEY, name, money)
+    if isinstance(cell.value, float | int):
+        problems += _too_large("value", float(cell.value), MAX_MONEY, name, money)
+    else:
+        problems += _too_large("value.clv.margin", cell.value.clv.margin, MAX_MONEY, name, money)
+    for k, v in cell.curve.items():
+        if isinstance(v, float | int) and not isinstance(v, bool):
+            problems += _too_large(f"curve.{k}", float(v), MAX_PARAM, name, "rescale the spend unit")
+    for k, v in (cell.value_curve or {}).items():
+        if isinstance(v, float | int) and not isinstance(v, bool):
+            problems += _too_large(f"value_curve.{k}", float(v), MAX_PARAM, name, "rescale the spend unit")
+    return problems
+
+
 def _check_clv(clv, name: str) -> list[Problem]:
     """A lifetime value that is finite and of a size the solvers handle."""
-    from ..value.clv import lifetime_value
-
     if clv.horizon is None and clv.retention / (1.0 + clv.discount) >= 1.0:
         return [Problem("value.clv", f"retention ({clv.retention:g}) must be below 1 + discount "
                                      f"({1.0 + clv.discount:g}) with no horizon, else the lifetime value is "
@@ -92,6 +123,13 @@ def _check_clv(clv, name: str) -> list[Problem]:
     return []
 
 
+def _params(curve: dict) -> dict:
+    """The parameters of a curve (its mapping without ``family``), in their order."""
+    params = curve.copy()
+    params.pop("family", None)
+    return params
+
+
 def check_value_curve(value_curve: dict | None, name: str) -> list[Problem]:
     """The optional value curve of a cell: a registered family with sound parameters."""
     if value_curve is None:
@@ -100,8 +138,8 @@ def check_value_curve(value_curve: dict | None, name: str) -> list[Problem]:
     if not isinstance(family_name, str) or family_name not in FAMILIES:
         return [Problem("value_curve.family", f"unknown curve family {family_name!r}; "
                                               f"known: {', '.join(sorted(FAMILIES))}", name)]
-    raw = {k: v for k, v in value_curve.items() if k != "family"}
-    return [Problem(f"value_curve.{param}", msg, name) for param, msg in FAMILIES[family_name].check(raw)]
+    return [Problem(f"value_curve.{param}", msg, name)
+            for param, msg in FAMILIES[family_name].check(_params(value_curve))]
 
 
 def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) -> list[Problem]:
@@ -126,34 +164,35 @@ def check_scenario(sc: Scenario, solver_names: tuple[str, ...] | None = None) ->
         seen.add(seg.id)
         for task, cell in seg.tasks.items():
             name = cell_name(seg.id, task)
-            family_name = cell.curve.get("family")
+            curve = cell.curve
+            family_name = curve.get("family")
             if not isinstance(family_name, str):
                 problems.append(Problem("curve.family", f"is required (one of {', '.join(sorted(FAMILIES))})", name))
             elif family_name not in FAMILIES:
                 problems.append(Problem("curve.family", f"unknown curve family '{family_name}'; "
                                                         f"known: {', '.join(sorted(FAMILIES))}", name))
             else:
-                raw = {k: v for k, v in cell.curve.items() if k != "family"}
-                for param, msg in FAMILIES[family_name].check(raw):
+                for param, msg in FAMILIES[family_name].check(_params(curve)):
                     problems.append(Problem(f"curve.{param}", msg, name))
-            problems.extend(check_value_curve(cell.value_curve, name))
+            if cell.value_curve is not None:
+                problems.extend(check_value_curve(cell.value_curve, name))
             if cell.max_spend is not None and cell.max_spend < cell.min_spend:
                 problems.append(Problem("max_spend", f"must be >= min_spend ({cell.min_spend:g}); "
                                                      f"got {cell.max_spend:g}", name))
-            if not isinstance(cell.value, float | int):
-                clv = cell.value.clv
+            value = cell.value
+            if not isinstance(value, _NUMBER):
+                clv = value.clv
                 if clv.discount == 0 and clv.retention == 1 and clv.horizon is None:
                     problems.append(Problem("value.clv", "retention 1 with discount 0 and no horizon gives an "
                                                          "infinite lifetime value; set a horizon or a discount", name))
                 else:
                     problems.extend(_check_clv(clv, name))
-            elif cell.value < 0:
-                problems.append(Problem("value", f"must be >= 0; got {cell.value:g}", name))
+            elif value < 0:
+                problems.append(Problem("value", f"must be >= 0; got {value:g}", name))
     from ..constraints import check_constraints  # late import: the compiler imports this package
 
     problems.extend(check_magnitudes(sc))
-    with np.errstate(all="ignore"):  # a number too large is reported above, not as an overflow warning
-        problems.extend(check_constraints(sc))
+    problems.extend(check_constraints(sc))
     return problems
 
 
@@ -196,12 +235,11 @@ def precheck_conflicts(sc: Scenario, caps: bool = True) -> list[Conflict]:
     check runs early so that ``validate`` and input errors can list these too. Selectors naming
     unknown segments or tags simply select nothing here (they are input problems of their own).
     """
-    from ..constraints import CellLabels, select  # late import: the compiler imports this package
-    from .constraints import LockConstraint, SpendConstraint
-
     locks = [c for c in sc.constraints if isinstance(c, LockConstraint)]
     if not sc.segments or not (locks or caps):
         return []
+    from ..constraints import CellLabels, select  # late import: the compiler imports this package
+
     cells = CellLabels.from_scenario(sc)
     specs = [c for s in sc.segments for c in s.tasks.values()]
     n = len(specs)
