@@ -13,7 +13,7 @@ import pytest
 
 from allocator.service.store import Store
 from allocator.service.store import sqlite_lane
-from allocator.service.store.sqlite_lane import SqliteLane, lane_path
+from allocator.service.store.sqlite_lane import SqliteLane, configure, lane_path
 
 SUMMARY = {"solver": "exact", "status": "optimal", "optimality_gap": 0.0, "solve_seconds": 0.25, "net_value": 1.5}
 CELLS = [{"segment": "a", "task": "retention", "spend": 1.0}, {"segment": "b", "task": "acquisition", "spend": 2.5}]
@@ -149,8 +149,10 @@ def test_lane_rolls_back_a_failed_insert(tmp_path):
 
 
 def test_lane_is_one_connection_per_thread(tmp_path):
+    first = sqlite3.connect(tmp_path / "x.db")
+    configure(first)  # as the store's migration leaves it: in WAL mode already
+    first.close()
     lane = SqliteLane(str(tmp_path / "x.db"))
-    sqlite3.connect(tmp_path / "x.db").close()
     seen = []
     threads = [threading.Thread(target=lambda: seen.append(id(lane._conn()))) for _ in range(3)]
     for t in threads:
