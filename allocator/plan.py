@@ -65,7 +65,11 @@ class PlanSummary:
     def to_dict(self) -> dict[str, Any]:
         # _jsonable builds fresh dicts and lists, so the deep copy of dataclasses.asdict is not needed
         # (it cost more than the rest of the plan on a small scenario)
-        return _jsonable({f.name: getattr(self, f.name) for f in fields(self)})
+        return _jsonable({name: getattr(self, name) for name in _SUMMARY_FIELDS})
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(PlanSummary))
+"""Field names of :class:`PlanSummary`, in order (``dataclasses.fields`` costs a call per summary)."""
 
 
 def _jsonable(obj: Any) -> Any:
@@ -165,25 +169,30 @@ Plan.table = property(_get_table, _set_table, doc="One row per cell (a pandas Da
 _TOTAL_COLUMNS = ("spend", "expected_value", "expected_successes", "activation_cost")
 
 
-def _totals(key: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def _totals(key: np.ndarray, columns: dict[str, np.ndarray],
+            values: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Per value of ``key`` (in order of first appearance): spend, value, successes, activation cost,
     net value and spend share.
 
     The sums are those of ``DataFrame.groupby(key, sort=False).sum()`` to the last bit
     (:func:`group_sums`), without building a DataFrame: on a small plan the frame cost more than
-    the arithmetic.
+    the arithmetic. ``values`` is ``_total_columns(columns)`` when the caller has it already.
     """
     codes, uniques = factorize_text(np.asarray(key, dtype=object))
-    sums = group_sums(codes, len(uniques), np.array([columns[c] for c in _TOTAL_COLUMNS], dtype=float))
-    spend, value, successes, act = (sums[:, j] for j in range(4))
-    net = value - spend - act
-    total = np.sum(spend)
-    share = spend / total if total > 0 else np.zeros(len(uniques))
-    names = [str(k) for k in uniques]
-    return {k: {"spend": a, "expected_value": b, "expected_successes": c, "activation_cost": d,
-                "net_value": e, "spend_share": f}
-            for k, a, b, c, d, e, f in zip(names, spend.tolist(), value.tolist(), successes.tolist(), act.tolist(),
-                                           net.tolist(), share.tolist())}
+    sums = group_sums(codes, len(uniques), _total_columns(columns) if values is None else values)
+    # one value per group: the net value and share in Python floats, the same IEEE operations as numpy's
+    # elementwise ones ((value - spend) - activation, spend / total), without a call per column
+    spend, value, successes, act = sums.T.tolist()
+    total = float(sums[:, 0].sum())
+    share = [a / total for a in spend] if total > 0 else [0.0] * len(uniques)
+    return {str(k): {"spend": a, "expected_value": b, "expected_successes": c, "activation_cost": d,
+                     "net_value": b - a - d, "spend_share": f}
+            for k, a, b, c, d, f in zip(uniques, spend, value, successes, act, share)}
+
+
+def _total_columns(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """The columns :func:`_totals` adds up, stacked (columns x cells): made once for both keys."""
+    return np.array([columns[c] for c in _TOTAL_COLUMNS], dtype=float)
 
 
 def group_sums(codes: np.ndarray, groups: int, values: np.ndarray) -> np.ndarray:
@@ -200,6 +209,14 @@ def group_sums(codes: np.ndarray, groups: int, values: np.ndarray) -> np.ndarray
     n = len(codes)
     if n == 0 or groups == 0:
         return np.zeros((groups, len(values)))
+    if n <= _SMALL_GROUPS and _PANDAS_REDUCEAT:
+        # the runs of a few codes found in Python: when they are the groups 0, 1, ... in order (sorted
+        # codes, no group empty) the reduceat below fills every column of ``out`` in order, so its
+        # result is ``out`` itself
+        c = codes.tolist()
+        starts = [0] + [i for i in range(1, n) if c[i] != c[i - 1]]
+        if [c[i] for i in starts] == list(range(groups)) and not np.isnan(values).any():
+            return np.add.reduceat(values, starts, axis=1).T
     if _PANDAS_REDUCEAT and (codes[1:] >= codes[:-1]).all() and not np.isnan(values).any():
         starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
         out = np.zeros((len(values), groups))
@@ -217,6 +234,10 @@ def group_sums(codes: np.ndarray, groups: int, values: np.ndarray) -> np.ndarray
         return frame.groupby(codes, sort=True).sum().reindex(range(groups), fill_value=0.0).to_numpy()
 
 
+_SMALL_GROUPS = 256
+"""Up to this many cells :func:`group_sums` looks for sorted codes in Python."""
+
+
 def _pandas_reduceat() -> bool:
     try:
         from pandas.core.groupby.ops import BaseGrouper
@@ -226,6 +247,11 @@ def _pandas_reduceat() -> bool:
 
 
 _PANDAS_REDUCEAT = _pandas_reduceat()
+
+
+def _has_value_curves(problem: CompiledProblem) -> bool:
+    """Whether any block's family has a value curve (``value_factor``); else every factor is 1."""
+    return any(getattr(b.family, "value_factor", None) is not None for b in problem.blocks)
 
 
 def value_factors(problem: CompiledProblem, spend: np.ndarray) -> np.ndarray:
@@ -249,17 +275,22 @@ def _status(report: OptimalityReport, result: SolveResult) -> str:
 
 
 def _baseline(problem: CompiledProblem, cur: np.ndarray, plan: Money, change: np.ndarray,
-              cur_ev: np.ndarray | None = None) -> dict[str, Any]:
+              cur_ev: np.ndarray | None = None, has_cur: np.ndarray | None = None) -> dict[str, Any]:
     """The plan beside today's spend ``cur`` over all cells (no baseline given: the cell's minimum).
 
-    ``cur_ev`` is ``problem.expected_value(cur)`` when the caller has it already.
+    ``cur_ev`` is ``problem.expected_value(cur)`` and ``has_cur`` ``~np.isnan(problem.current_spend)``
+    when the caller has them already.
     """
-    has_cur = ~np.isnan(problem.current_spend)
+    has_cur = ~np.isnan(problem.current_spend) if has_cur is None else has_cur
     base = money_of(problem, cur, expected_value=cur_ev)
-    # the order of DataFrame.sort_values (numpy's quicksort, NaN last), so ties list the same cells
+    # the order of DataFrame.sort_values (numpy's quicksort, NaN last), so ties list the same cells;
+    # without NaN, the finite cells are all cells in order and their argsort is the whole array's
     finite = ~np.isnan(change)
-    idx = np.flatnonzero(finite)
-    order = np.concatenate([idx[np.argsort(change[finite], kind="quicksort")], np.flatnonzero(~finite)])
+    if finite.all():
+        order = np.argsort(change, kind="quicksort")
+    else:
+        idx = np.flatnonzero(finite)
+        order = np.concatenate([idx[np.argsort(change[finite], kind="quicksort")], np.flatnonzero(~finite)])
 
     def cell(i: int) -> dict[str, Any]:
         return {"segment": problem.segment[i], "task": problem.task[i], "spend_change": float(change[i])}
@@ -280,12 +311,14 @@ def plan_check(problem: CompiledProblem, result: SolveResult) -> OptimalityRepor
     return check_optimality(problem, result.spend, rtol=max(1e-6, float(result.info.get("kkt_tolerance", 0.0))))
 
 
-def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0.0) -> Plan:
+def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0.0,
+               response: np.ndarray | None = None) -> Plan:
     """Assemble the table and summary for ``result``, running the shared optimality check.
 
     Every explanation (``required_return``, ``binding_rules``, ``reason``, ``bound``, the
     binding constraints and their prices) is read off the check's one decomposition; every
-    total comes from :func:`allocator.money.money_of`.
+    total comes from :func:`allocator.money.money_of`. ``response`` is
+    ``problem.response(result.spend)`` when the caller has it already.
     """
     from .analysis.baseline import baseline_spend
     from .explain import binding_things, explanation_columns
@@ -293,11 +326,20 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
     s = result.spend
     report = plan_check(problem, result)
     d = report.decomposition
-    # with a value curve the compiled response is p(x) w(x); the table shows p and the value of a success
-    factor = value_factors(problem, s)
-    resp = problem.response(s)
-    rate = resp / factor
-    ev = problem.pool * problem.value * rate * factor
+    resp = problem.response(s) if response is None else response
+    if _has_value_curves(problem):
+        # with a value curve the compiled response is p(x) w(x); the table shows p and the value of a success
+        factor = value_factors(problem, s)
+        rate = resp / factor
+        ev = problem.pool * problem.value * rate * factor
+        ev_money = problem.pool * problem.value * resp
+        value_per_success = problem.value * factor
+    else:
+        # every factor is 1: rate = resp / 1 and ev = pool * value * rate * 1 are resp and pool * value * resp
+        # to the bit (x / 1 and x * 1 are x), the value one success is worth is the value itself
+        rate = resp
+        ev = ev_money = problem.pool * problem.value * resp
+        value_per_success = problem.value.copy()
     act = activation_per_cell(problem, s)
     things = binding_things(problem, s, d, report.binding, report.activity, result.constraint_duals)
     marginal = report.marginal_at_plan if report.marginal_at_plan is not None else problem.marginal_return(s)
@@ -310,25 +352,29 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
         "expected_successes": problem.pool * rate, "expected_value": ev,
         "marginal_return": marginal, "bound": _own(d.bound),
         **explanation_columns(problem, d, s, things),
-        "value_per_success": problem.value * factor,
+        "value_per_success": value_per_success,
         "activation_cost": act,
-        "net_value": ev - s - act,
+        # (ev - s) - 0 is ev - s to the bit, -0.0 included: no activation costs, one subtraction
+        "net_value": ev - s - act if problem.activation_cost is not None else ev - s,
         "min_spend": _own(problem.lower),
         "max_spend": _own(problem.upper),
     }
     cols["required_return"] = _own(cols["required_return"])  # may be the decomposition's own array
-    money = money_of(problem, s, expected_value=problem.pool * problem.value * resp)
+    money = money_of(problem, s, expected_value=ev_money)
     baseline = None
     has_cur = ~np.isnan(problem.current_spend)
     if has_cur.any():
         cur = baseline_spend(problem)
         cols["current_spend"] = np.where(has_cur, problem.current_spend, np.nan)
-        cols["current_expected_value"] = cur_ev = problem.expected_value(cur)
-        cols["current_marginal_return"] = problem.marginal_return(cur)
+        cur_resp, cur_slope = problem.response_and_slope(cur)
+        # problem.expected_value(cur) and problem.marginal_return(cur), from one pass over the blocks
+        cols["current_expected_value"] = cur_ev = problem.pool * problem.value * cur_resp
+        cols["current_marginal_return"] = problem.value * cur_slope
         cols["spend_change"] = change = s - cur
         cols["value_change"] = ev - cur_ev
-        baseline = _baseline(problem, cur, money, change, cur_ev)
-    by_task = _totals(problem.task, cols)
+        baseline = _baseline(problem, cur, money, change, cur_ev, has_cur)
+    totals_of = _total_columns(cols)
+    by_task = _totals(problem.task, cols, totals_of)
     lam = report.marginal_return
     budget_price = abs(report.shadow_prices.get("budget.total", 0.0)) if report.budget_binds else 0.0
     summary = PlanSummary(
@@ -341,7 +387,7 @@ def build_plan(problem: CompiledProblem, result: SolveResult, seconds: float = 0
                           "violations": report.feasibility_violations + report.complementarity_violations},
         solver=result.solver, optimality_gap=result.optimality_gap, upper_bound=result.upper_bound,
         solve_seconds=seconds, iterations=result.iterations,
-        by_task=by_task, by_segment=_totals(problem.segment, cols),
+        by_task=by_task, by_segment=_totals(problem.segment, cols, totals_of),
         allocation_ratio={t: by_task.get(t, {}).get("spend_share", 0.0) for t in TASKS},
         baseline=baseline,
         solver_info={k: v for k, v in {**result.info, "passes": result.passes,
@@ -380,8 +426,9 @@ def _objective_summary(problem: CompiledProblem, spend: np.ndarray, d=None) -> d
 
 def make_plan(problem: CompiledProblem, solver: str = "auto", tolerance: float | None = None) -> Plan:
     """Solve ``problem`` and build its plan (timed)."""
-    from .solvers import solve
+    from .solvers import solve_with_response
 
     t0 = time.perf_counter()
-    result = solve(problem, solver, tolerance)
-    return build_plan(problem, result, seconds=time.perf_counter() - t0)
+    # the backend's response at its plan, when it computed one on its way, fills the table's columns
+    result, response = solve_with_response(problem, solver, tolerance)
+    return build_plan(problem, result, seconds=time.perf_counter() - t0, response=response)

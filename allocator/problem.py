@@ -21,6 +21,58 @@ class CurveBlock:
     index: np.ndarray
     params: dict[str, np.ndarray]
 
+    @property
+    def prepared(self) -> dict[str, np.ndarray]:
+        """``params`` with the arrays its family derives from them (:meth:`CurveFamily.prepare`), made once.
+
+        A plan evaluates each curve a dozen times; a tabulated curve's slopes, made each time, cost
+        more than the evaluation. The block is frozen but its arrays could still be written in place,
+        so what was derived is kept with the parameters' bytes and made again when they changed; a
+        large block derives its arrays on every call, as the formulas did before.
+        """
+        P = self.params
+        memo = self.__dict__.get("_prepared")
+        if memo is not None and memo[0] is P and (memo[1] is None or _unchanged(P, memo[1])):
+            return memo[2]
+        prepared = self.family.prepare(P)
+        if prepared is P:
+            snapshot = None  # nothing derived: nothing can go stale
+        else:
+            snapshot = _snapshot(P)
+            if snapshot is None:
+                return prepared
+            for v in prepared.values():
+                if isinstance(v, np.ndarray) and all(v is not w for w in P.values()):
+                    v.setflags(write=False)  # shared by every later evaluation
+        object.__setattr__(self, "_prepared", (P, snapshot, prepared))
+        return prepared
+
+
+PREPARED_MAX = 4096
+"""Parameter values up to which a block keeps its derived arrays (:attr:`CurveBlock.prepared`)."""
+
+
+def _snapshot(P: dict[str, np.ndarray]) -> tuple | None:
+    """Each parameter array with its shape, dtype and bytes (None when too large or not all arrays)."""
+    out = []
+    size = 0
+    for v in P.values():
+        if type(v) is not np.ndarray:
+            return None
+        size += v.size
+        out.append((v, v.shape, v.dtype, v.tobytes()))
+    return tuple(out) if size <= PREPARED_MAX else None
+
+
+def _unchanged(P: dict[str, np.ndarray], snapshot: tuple) -> bool:
+    """Whether ``P`` holds the same arrays, of the same shapes, dtypes and bytes, as when ``snapshot`` was taken."""
+    if len(P) != len(snapshot):
+        return False
+    for v, (w, shape, dtype, raw) in zip(P.values(), snapshot):
+        if v is not w or v.shape != shape or v.dtype != dtype or v.tobytes() != raw:
+            return False
+    return True
+
 
 @dataclass(frozen=True)
 class LinearConstraint:
@@ -156,7 +208,7 @@ class CompiledProblem:
     def _per_cell(self, method: str, x: np.ndarray) -> np.ndarray:
         out = np.empty(self.n)
         for b in self.blocks:
-            out[b.index] = getattr(b.family, method)(x[b.index], b.params)
+            out[b.index] = getattr(b.family, method)(x[b.index], b.prepared)
         return out
 
     def response(self, spend: np.ndarray) -> np.ndarray:
@@ -167,6 +219,16 @@ class CompiledProblem:
         """value * p'(spend / pool): value returned by the next (``right``) or last (``left``) currency unit."""
         method = "slope" if side == "right" else "slope_left"
         return self.value * self._per_cell(method, np.asarray(spend, float) / self.pool)
+
+    def response_and_slope(self, spend: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`response` and ``p'(spend / pool)`` (:meth:`marginal_return` over ``value``) in one pass."""
+        x = np.asarray(spend, float) / self.pool
+        resp, slope = np.empty(self.n), np.empty(self.n)
+        for b in self.blocks:
+            xb, P = x[b.index], b.prepared
+            resp[b.index] = b.family.response(xb, P)
+            slope[b.index] = b.family.slope(xb, P)
+        return resp, slope
 
     def expected_value(self, spend: np.ndarray) -> np.ndarray:
         return self.pool * self.value * self.response(spend)
@@ -211,7 +273,7 @@ class CompiledProblem:
         """Per-cell flag: is the cell's response curve concave?"""
         out = np.empty(self.n, dtype=bool)
         for b in self.blocks:
-            out[b.index] = b.family.is_concave(b.params)
+            out[b.index] = b.family.is_concave(b.prepared)
         return out
 
     def subset(self, keep: np.ndarray) -> "CompiledProblem":

@@ -61,6 +61,9 @@ class CurveFamily:
     description: ClassVar[str] = ""
     #: parameter sets (as written in scenario files) that the common tests run on
     examples: ClassVar[tuple[dict, ...]] = ()
+    #: each cell's response and slopes are its own parameters' formula, computed elementwise, so a
+    #: caller may stack several spends per cell in one call (parameters repeated alike)
+    elementwise: ClassVar[bool] = False
 
     # ---- single-cell validation (pure python, used by the spec layer) ----
     def check(self, raw: Mapping[str, object]) -> list[tuple[str, str]]:
@@ -109,6 +112,14 @@ class CurveFamily:
     def unpack(self, P: Params, i: int) -> dict[str, object]:
         """One cell's parameters back as a plain dict (round trip of :meth:`pack`)."""
         return {name: float(arr[i]) for name, arr in P.items()}
+
+    def prepare(self, P: Params) -> Params:
+        """``P`` with any arrays derived from it that the family's formulas would otherwise recompute.
+
+        The formulas accept either; a caller evaluating one block many times prepares it once
+        (:attr:`allocator.problem.CurveBlock.prepared`). The default derives nothing and returns ``P``.
+        """
+        return P
 
     # ---- maths, vectorized over cells ----
     def response(self, x: np.ndarray, P: Params) -> np.ndarray:

@@ -18,6 +18,7 @@ from .base import CurveFamily, Param, Params, SpendRule
 
 class Exponential(CurveFamily):
     name = "exponential"
+    elementwise = True
     description = "floor + (ceiling - floor) * (1 - exp(-rate * x)); concave (Blattberg-Deighton)"
     examples: ClassVar[tuple[dict, ...]] = (
         {"ceiling": 0.3, "rate": 0.02},
@@ -46,9 +47,15 @@ class Exponential(CurveFamily):
         # per cell per multiplier trial, the solver's hot loop.
         amp = value * (P["ceiling"] - P["floor"]) * P["rate"]
         live = amp > 0
-        with np.errstate(divide="ignore"):
-            inv_rate = np.where(live, 1.0 / np.where(live, P["rate"], 1.0), 0.0)
-            intercept = pool * np.where(live, np.log(np.where(live, amp, 1.0)) * inv_rate, -1.0)
+        if live.all():
+            # the masks below select everything (the usual case): the same numbers in a third of the calls,
+            # and nothing divides by zero (rate > 0 where amp > 0)
+            inv_rate = 1.0 / P["rate"]
+            intercept = pool * (np.log(amp) * inv_rate)
+        else:
+            with np.errstate(divide="ignore"):
+                inv_rate = np.where(live, 1.0 / np.where(live, P["rate"], 1.0), 0.0)
+                intercept = pool * np.where(live, np.log(np.where(live, amp, 1.0)) * inv_rate, -1.0)
         inv_rate = pool * inv_rate
 
         def rule(lam: float) -> np.ndarray:

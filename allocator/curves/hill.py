@@ -10,6 +10,7 @@ threshold.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -17,8 +18,13 @@ import numpy as np
 from .base import CurveFamily, Param, Params, SpendRule
 
 
+SMALL = 16
+"""Up to this many cells the shape-1 spend rule runs in Python floats (see :meth:`Hill.spend_rule`)."""
+
+
 class Hill(CurveFamily):
     name = "hill"
+    elementwise = True
     description = "floor + (ceiling - floor) * x^shape / (half_saturation^shape + x^shape); S-shaped when shape > 1"
     examples: ClassVar[tuple[dict, ...]] = (
         {"ceiling": 0.4, "half_saturation": 50.0, "shape": 1.0},
@@ -40,9 +46,8 @@ class Hill(CurveFamily):
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             zk = np.power(z, P["shape"])
             frac = zk / (1.0 + zk)
-            inf = np.isinf(zk)
-            if inf.any():  # only there: on a few cells the call, not the arithmetic, is the cost
-                frac = np.where(inf, 1.0, frac)
+            if not _all_finite(zk):  # only there: on a few cells the calls, not the arithmetic, are the cost
+                frac = np.where(np.isinf(zk), 1.0, frac)
         return z, zk, frac
 
     def response(self, x, P):
@@ -58,11 +63,10 @@ class Hill(CurveFamily):
             zk = np.power(z, k)
             # d/dx [z^k/(1+z^k)] = k z^(k-1) / (h (1+z^k)^2)
             d = k * np.power(z, k - 1.0) / (h * (1.0 + zk) ** 2)
-            inf = np.isinf(zk)
-            if inf.any():
-                d = np.where(inf, 0.0, d)
-            zero = z == 0
-            if zero.any():
+            if not _all_finite(zk):
+                d = np.where(np.isinf(zk), 0.0, d)
+            if not _above_zero(z):
+                zero = z == 0
                 d = np.where(zero, np.where(k < 1, np.inf, np.where(k == 1, 1.0 / h, 0.0)), d)
         return (P["ceiling"] - P["floor"]) * d
 
@@ -84,6 +88,36 @@ class Hill(CurveFamily):
         root = np.sqrt(value * (P["ceiling"] - P["floor"]) * h)
 
         def rule(lam: float) -> np.ndarray:
-            return pool * np.maximum(root / np.sqrt(lam) - h, 0.0)
+            # a float multiplier's root by math.sqrt: IEEE square roots are correctly rounded, so it is
+            # np.sqrt's number without a ufunc call per trial (callers may also pass arrays of levels)
+            return pool * np.maximum(root / (math.sqrt(lam) if type(lam) is float else np.sqrt(lam)) - h, 0.0)
 
-        return rule
+        if len(h) > SMALL or not (np.asarray(h) > 0).all():
+            return rule
+        # A few cells in Python floats: a division, a subtraction, max with 0 and a product, the same
+        # IEEE operations as the arrays'. With h > 0 the difference is never -0.0, so max(d, 0.0)
+        # and np.maximum agree on every input (NaN included: both keep it).
+        cells = list(zip(np.asarray(pool, float).tolist(), root.tolist(), h.tolist()))
+
+        def small_rule(lam: float) -> np.ndarray:
+            if type(lam) is not float or not lam > 0:
+                return rule(lam)  # levels, or a multiplier Python cannot divide by (0, negative, NaN)
+            r = math.sqrt(lam)
+            return np.array([size * max(q / r - hh, 0.0) for size, q, hh in cells], dtype=float)
+
+        return small_rule
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """No element is infinite or NaN, by the sum's finiteness: one reduction, where ``isinf(a).any()``
+    took two calls (called with overflow ignored).
+
+    A sum that overflows or meets a NaN says no as well; that only sends the caller to its exact
+    test, which then finds nothing to change: the fast test may be too cautious, never too bold.
+    """
+    return math.isfinite(np.add.reduce(a, axis=None))
+
+
+def _above_zero(a: np.ndarray) -> bool:
+    """Every element > 0 (no zero, no NaN): one reduction, where ``(a == 0).any()`` took two calls."""
+    return bool(np.minimum.reduce(a, axis=None, initial=np.inf) > 0)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..problem import CompiledProblem
-from .patterns import label_masks
+from .patterns import LabelMasks, label_masks
 from .prices import (BOUND_LOCKED, BOUND_LOWER, BOUND_NONE, BOUND_OFF, BOUND_UPPER, BOUND_ZERO, Prices,
                      _cap, _capped_at, activation_floor, curve_slopes, objective_weights)
 
@@ -85,6 +85,16 @@ class Decomposition:
         if self.bound_masks is None:
             self.bound_masks = label_masks(self.bound)
         return self.bound_masks(label)
+
+    def cells_with(self, label: str) -> np.ndarray:
+        """Indices of the cells whose ``bound`` is ``label`` (no mask made when no cell has it)."""
+        if self.bound_masks is None:
+            self.bound_masks = label_masks(self.bound)
+        masks = self.bound_masks
+        if isinstance(masks, LabelMasks) and label not in masks:
+            return np.empty(0, np.intp)
+        # (nonzero()[0]: np.flatnonzero's answer on a 1-D mask, without its wrapper)
+        return masks(label).nonzero()[0]
 
     def required_value(self) -> np.ndarray:
         """Required return in value per currency unit (the unit of ``marginal_return`` in plan.csv)."""
@@ -152,6 +162,14 @@ def required_returns(problem: CompiledProblem, prices: Prices) -> tuple[np.ndarr
     """Required return per cell from ``prices``, with the terms that make it up."""
     n = problem.n
     names = list(prices.rows)
+    if not prices.efficiency and not problem.constraints and (
+            not names or (names == ["budget.total"] and problem.budget is not None)):
+        # the single budget (or nothing) prices every cell alike: its row is all ones (the matrix
+        # _row_matrix builds: 0 + 1 per cell), and num / 1 is num, so no division either
+        A = np.ones((n, 1)) if names else np.zeros((n, 0))
+        y = np.array([prices.rows[k] for k in names], float)
+        num = np.full(n, float(prices.base)) + (A @ y if names else 0.0)
+        return num, CellTerms(names, A, y), CellEfficiencyTerms(n, [])
     A = _row_matrix(problem, names)
     y = np.array([prices.rows[k] for k in names], float)
     num = np.full(n, float(prices.base)) + (A @ y if names else 0.0)
@@ -246,24 +264,38 @@ def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, bindi
     req, terms, eff_terms = required_returns(problem, prices)
     floor = activation_floor(problem)
     is_ = label_masks(bound)
-    at_floor = (floor > 0) & is_(BOUND_NONE) & (s <= floor * (1 + 1e-9))
-    fixed = (problem.upper <= problem.lower) & ~is_(BOUND_LOCKED)
-    interior = is_(BOUND_NONE) & ~at_floor & ~fixed
-    lower_side = ((is_(BOUND_LOWER) | is_(BOUND_ZERO)) | at_floor) & ~fixed
-    upper_side = is_(BOUND_UPPER) & ~fixed
+    # The cell classes as boolean masks. A class no cell has, and the floors of a problem without
+    # minimum-if-active rules (all 0, so no cell is held at one), are left out of the expressions:
+    # x & ~False and x | False are x, so the masks are the full expressions' (a few calls each on
+    # a small plan, where the calls are the cost)
+    none = is_(BOUND_NONE)
+    locked = is_(BOUND_LOCKED) if BOUND_LOCKED in is_ else None
+    at_floor = (floor > 0) & none & (s <= floor * (1 + 1e-9)) if problem.min_active is not None else None
+    fixed = problem.upper <= problem.lower
+    if locked is not None:
+        fixed &= ~locked
+    not_fixed = ~fixed
+    interior = none & not_fixed
+    lower_side = is_(BOUND_LOWER) | is_(BOUND_ZERO)
+    if at_floor is not None:
+        interior &= ~at_floor
+        lower_side |= at_floor
+    lower_side &= not_fixed
+    upper_side = is_(BOUND_UPPER) & not_fixed
     base_scale = 1e-12 if prices.target else 1.0
     scale = np.maximum(np.maximum(np.abs(right), np.abs(left)), np.maximum(np.abs(req), base_scale))
     dev_hi = np.maximum(right - req, 0.0) / scale
     dev_lo = np.maximum(req - left, 0.0) / scale
     dev = np.where(interior, np.maximum(dev_hi, dev_lo),
                    np.where(lower_side, dev_hi, np.where(upper_side, dev_lo, 0.0)))
-    mid = np.where(interior, 0.5 * (right + left), right)
     cell_price = np.zeros(problem.n)
     cell_price = np.where(lower_side | fixed, np.maximum(req - right, 0.0), cell_price)
     cell_price = np.where(upper_side, np.maximum(left - req, 0.0), cell_price)
-    locked = is_(BOUND_LOCKED)
-    cell_price = np.where(locked, mid - req, cell_price)
-    kkt = float(np.max(np.where(interior, dev, 0.0), initial=0.0))
+    if locked is not None:
+        mid = np.where(interior, 0.5 * (right + left), right)
+        cell_price = np.where(locked, mid - req, cell_price)
+    # (np.max's reduction, without its wrapper)
+    kkt = float(np.maximum.reduce(np.where(interior, dev, 0.0), initial=0.0))
     v: list[str] = []
     bad = dev > rtol
     if bad.any():
@@ -277,12 +309,11 @@ def decompose(problem: CompiledProblem, spend: np.ndarray, prices: Prices, bindi
             v.append(f"cell {problem.label(i)} sits at its upper bound with marginal return {left[i]:.6g} < "
                      f"its required return {req[i]:.6g}")
     v += _dual_feasibility(prices, binding, rtol)
-    off = is_(BOUND_OFF)
     off_net, off_spend = (None, None)
-    if off.any():
+    if BOUND_OFF in is_:
         # an on/off choice is not a marginal condition: prices are local, a switch is a step, so what
         # running would add at the plan's prices is reported, and the certified gap is the evidence
-        off_net, off_spend = _best_running(problem, off, req)
+        off_net, off_spend = _best_running(problem, is_(BOUND_OFF), req)
     to_value = None
     if problem.objective.kind == "target":
         w = np.asarray(problem.objective.weight, float)
@@ -351,8 +382,7 @@ def binding_things(problem: CompiledProblem, spend: np.ndarray, d: Decomposition
                         "price_per_target_unit": P.money(per_target), "solver_dual": duals.get(e.name),
                         "note": note})
     lock_names = _lock_names(problem)
-    is_ = d.is_bound
-    for i in is_(BOUND_LOCKED).nonzero()[0]:
+    for i in d.cells_with(BOUND_LOCKED):
         pi = float(d.cell_price[i])
         out.append({"name": lock_names.get(i, f"lock {problem.label(i)}"), "kind": "lock",
                     "rule": f"lock: cell {problem.label(i)} spends {s[i]:,.0f}", "side": "upper" if pi >= 0 else "lower",
@@ -360,12 +390,12 @@ def binding_things(problem: CompiledProblem, spend: np.ndarray, d: Decomposition
                     "task": str(problem.task[i]), "shadow_price": P.money(pi), "direction": "raise" if pi >= 0
                     else "lower", "note": note})
     floor = activation_floor(problem)
-    for i in is_(BOUND_LOWER).nonzero()[0]:
+    for i in d.cells_with(BOUND_LOWER):
         out.append({"name": f"min_spend {problem.label(i)}", "kind": "min_spend",
                     "rule": f"min_spend of cell {problem.label(i)} = {problem.lower[i]:,.0f}", "side": "lower",
                     "activity": float(s[i]), "bound": float(problem.lower[i]), "segment": str(problem.segment[i]),
                     "task": str(problem.task[i]), "shadow_price": P.money(d.cell_price[i]), "note": note})
-    upper = is_(BOUND_UPPER).nonzero()[0]  # (nonzero: np.flatnonzero's answer on 1-D masks, without its wrapper)
+    upper = d.cells_with(BOUND_UPPER)
     caps = _curve_caps(problem) if len(upper) else None
     for i in upper:
         if problem.upper[i] >= caps[i] * (1 - 1e-12):
@@ -374,14 +404,16 @@ def binding_things(problem: CompiledProblem, spend: np.ndarray, d: Decomposition
                     "rule": f"max_spend of cell {problem.label(i)} = {problem.upper[i]:,.0f}", "side": "upper",
                     "activity": float(s[i]), "bound": float(problem.upper[i]), "segment": str(problem.segment[i]),
                     "task": str(problem.task[i]), "shadow_price": P.money(d.cell_price[i]), "note": note})
-    on_floor = (floor > 0) & is_(BOUND_NONE) & (s <= floor * (1 + 1e-9))
+    # (without minimum-if-active rules every floor is 0: no cell is held at one)
+    on_floor = (floor > 0) & d.is_bound(BOUND_NONE) & (s <= floor * (1 + 1e-9)) if problem.min_active is not None \
+        else np.zeros(0, bool)
     for i in on_floor.nonzero()[0]:
         out.append({"name": f"min_active {problem.label(i)}", "kind": "min_active",
                     "rule": f"cell {problem.label(i)} spends 0 or at least {floor[i]:,.0f}", "side": "lower",
                     "activity": float(s[i]), "bound": float(floor[i]), "segment": str(problem.segment[i]),
                     "task": str(problem.task[i]), "shadow_price": P.money(max(d.required[i] - d.right[i], 0.0)),
                     "note": note})
-    for i in is_(BOUND_OFF).nonzero()[0]:
+    for i in d.cells_with(BOUND_OFF):
         gain = None if d.off_net is None else float(d.off_net[i])
         out.append({"name": f"off {problem.label(i)}", "kind": "activation",
                     "rule": f"cell {problem.label(i)} is switched off (minimum-if-active spend "

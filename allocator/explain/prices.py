@@ -63,7 +63,7 @@ def _slopes(problem: CompiledProblem, spend: np.ndarray, side: str) -> np.ndarra
     x = np.asarray(spend, float) / problem.pool
     out = np.empty(problem.n)
     for b in problem.blocks:
-        out[b.index] = getattr(b.family, "slope" if side == "right" else "slope_left")(x[b.index], b.params)
+        out[b.index] = getattr(b.family, "slope" if side == "right" else "slope_left")(x[b.index], b.prepared)
     return out
 
 
@@ -105,14 +105,37 @@ def nudged_slopes(problem: CompiledProblem, spend: np.ndarray) -> tuple[np.ndarr
     n = problem.n
     r0, r1, l0, l1 = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     for b in problem.blocks:
-        fam, idx, P = b.family, b.index, b.params
+        fam, idx, P = b.family, b.index, b.prepared
+        smooth = type(fam).slope_left is CurveFamily.slope_left
+        if smooth and fam.elementwise and len(idx) <= STACK_MAX and _stackable(P, len(idx)):
+            # a few cells of a smooth family: its three slopes from one call on the three spends side by
+            # side (see STACK_MAX)
+            m = len(idx)
+            a = fam.slope(np.concatenate((x0[idx], x_up[idx], x_down[idx])),
+                          {k: np.concatenate((v, v, v)) for k, v in P.items()})
+            r0[idx] = l0[idx] = a[:m]
+            r1[idx] = a[m:2 * m]
+            l1[idx] = a[2 * m:]
+            continue
         a = fam.slope(x0[idx], P)
         r0[idx] = a
         r1[idx] = fam.slope(x_up[idx], P)
         # a smooth family's left slope is its slope (the base class's slope_left): computed once
-        l0[idx] = a if type(fam).slope_left is CurveFamily.slope_left else fam.slope_left(x0[idx], P)
+        l0[idx] = a if smooth else fam.slope_left(x0[idx], P)
         l1[idx] = fam.slope_left(x_down[idx], P)
     return np.minimum(r0, r1), np.maximum(l0, l1), r0
+
+
+STACK_MAX = 16
+"""Up to this many cells, a smooth :attr:`~allocator.curves.base.CurveFamily.elementwise` family's slopes at,
+above and below the plan are one call on the three spends side by side (its parameters repeated): each
+cell's number is the formula's on its own inputs, wherever it sits in the array, and one call on a few
+cells costs what three cost in numpy's overhead. Larger blocks take three calls (no copies)."""
+
+
+def _stackable(P, m: int) -> bool:
+    """Every parameter is an array with one row per cell (so repeating it three times lines up)."""
+    return all(type(v) is np.ndarray and v.ndim >= 1 and len(v) == m for v in P.values())
 
 
 def capped(a: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -147,19 +170,20 @@ def bound_violations(problem: CompiledProblem, spend: np.ndarray, rtol: float) -
 
 def classify_bounds(problem: CompiledProblem, spend: np.ndarray, rtol: float = 1e-7) -> np.ndarray:
     """Per cell: ``zero``, ``lower``, ``upper`` or ``none`` (strictly inside its bounds)."""
-    scale = np.maximum(np.maximum(np.abs(problem.lower), np.where(np.isfinite(problem.upper), problem.upper, 0)),
+    capped = np.isfinite(problem.upper)
+    scale = np.maximum(np.maximum(np.abs(problem.lower), np.where(capped, problem.upper, 0)),
                        np.maximum(spend, 1.0))
     # spend below a billionth of the plan's total is zero in currency terms, whatever the curve
     # does there (a hill curve with shape < 1 has an infinite first marginal return)
     # (the plan's own total, not the budget: a budget of 1e12 made every cell under 1,000 "zero")
-    total = float(np.sum(spend))
+    total = float(np.add.reduce(spend, axis=None))
     eps = rtol * scale + 1e-9 * max(total, 1.0)
     # never more than a quarter of the cell's own range: a cell capped at 800 (or at 1e-300) that
     # spends its cap is at its upper bound, not at zero
     width = problem.upper - problem.lower
     eps = np.where(np.isfinite(width) & (width > 0), np.minimum(eps, 0.25 * width), eps)
     at_lo = spend <= problem.lower + eps
-    at_hi = np.isfinite(problem.upper) & (spend >= problem.upper - eps)
+    at_hi = capped & (spend >= problem.upper - eps)
     out = np.full(problem.n, BOUND_NONE, dtype=object)
     out[at_hi] = BOUND_UPPER
     out[at_lo & (problem.lower <= eps)] = BOUND_ZERO

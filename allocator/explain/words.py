@@ -68,35 +68,41 @@ def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i
     ``formula_text`` is ``formula(problem, d, i)`` when the caller has it already.
     """
     floor = activation_floor(problem) if floor is None else floor
-    b = d.bound[i]
-    req = d.required[i]
     f = formula(problem, d, i) if formula_text is None else formula_text
+    return _reason(problem, d, i, currency, f, d.bound[i], d.required[i], d.right[i], d.left[i], floor[i],
+                   spend[i], problem.lower[i], problem.upper[i], d.cell_price[i])
+
+
+def _reason(problem: CompiledProblem, d: Decomposition, i: int, currency: str, f: str, b: str, req: float,
+            right: float, left: float, floor: float, spend: float, lower: float, upper: float,
+            price: float) -> str:
+    """:func:`cell_reason` from cell ``i``'s numbers, read by the caller (numpy scalars or the same
+    numbers as Python floats: the arithmetic and the printed text are the same)."""
     step = "whole unit" if d.unit_steps else "unit"
     cur = currency or "unit"
     if problem.objective.kind == "target":
         # under a target, returns are in the target's metric per currency unit
         step = f"{step} ({problem.objective.metric} per {cur})"
     if b == BOUND_NONE:
-        if floor[i] > 0 and spend[i] <= floor[i] * (1 + 1e-9):
-            return (f"held at its minimum-if-active spend {_money(floor[i])}: the next {step} returns "
-                    f"{_n(d.right[i])} <= required {_n(req)} = {f}")
+        if floor > 0 and spend <= floor * (1 + 1e-9):
+            return (f"held at its minimum-if-active spend {_money(floor)}: the next {step} returns "
+                    f"{_n(right)} <= required {_n(req)} = {f}")
         if d.unit_steps:
-            return (f"interior (whole units): the next unit returns {_n(d.right[i])} and the last "
-                    f"{_n(d.left[i])}; required {_n(req)} = {f}")
-        return f"interior: returns {_n(0.5 * (d.right[i] + d.left[i]))} = required {f}"
+            return (f"interior (whole units): the next unit returns {_n(right)} and the last "
+                    f"{_n(left)}; required {_n(req)} = {f}")
+        return f"interior: returns {_n(0.5 * (right + left))} = required {f}"
     if b == BOUND_ZERO:
-        return f"priced out: the first {step} returns {_n(d.right[i])} <= required {_n(req)} = {f}"
+        return f"priced out: the first {step} returns {_n(right)} <= required {_n(req)} = {f}"
     if b == BOUND_LOWER:
-        return (f"held at min_spend {_money(problem.lower[i])}: the next {step} returns {_n(d.right[i])} <= "
-                f"required {_n(req)} = {f}; lowering min_spend by 1 {cur} would gain {_n(d.cell_price[i])}")
+        return (f"held at min_spend {_money(lower)}: the next {step} returns {_n(right)} <= "
+                f"required {_n(req)} = {f}; lowering min_spend by 1 {cur} would gain {_n(price)}")
     if b == BOUND_UPPER:
-        return (f"at its cap {_money(problem.upper[i])}: the last {step} returns {_n(d.left[i])} >= "
-                f"required {_n(req)} = {f}; raising the cap by 1 {cur} would gain {_n(d.cell_price[i])}")
+        return (f"at its cap {_money(upper)}: the last {step} returns {_n(left)} >= "
+                f"required {_n(req)} = {f}; raising the cap by 1 {cur} would gain {_n(price)}")
     if b == BOUND_LOCKED:
-        pi = d.cell_price[i]
-        where = "raising" if pi >= 0 else "lowering"
-        return (f"locked at {_money(spend[i])}: returns {_n(d.right[i])} against required {_n(req)} = {f}; "
-                f"the lock is worth {_n(abs(pi))} per {cur} ({where} it would gain that)")
+        where = "raising" if price >= 0 else "lowering"
+        return (f"locked at {_money(spend)}: returns {_n(right)} against required {_n(req)} = {f}; "
+                f"the lock is worth {_n(abs(price))} per {cur} ({where} it would gain that)")
     if b == BOUND_OFF:
         act = problem.activation_cost[i] if problem.activation_cost is not None else 0.0
         best = ""
@@ -106,7 +112,7 @@ def cell_reason(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, i
                     f"{_money(gain)}" + ("" if gain <= 0 else
                                          " to first order, less than making room for it costs (an integer "
                                          "choice, certified by the optimality gap)"))
-        return f"off: running needs at least {_money(floor[i])} and an activation cost of {_money(act)}{best}"
+        return f"off: running needs at least {_money(floor)} and an activation cost of {_money(act)}{best}"
     return ""
 
 
@@ -126,17 +132,27 @@ def reasons(problem: CompiledProblem, d: Decomposition, spend: np.ndarray, categ
         base = base_label(problem, d)
         # equal terms write equal formulas: one text per distinct terms (a formula cost more than its sentence)
         by_terms: dict[tuple, str] = {}
+        by_list: dict[int, str] = {}  # (the lists live in ``terms`` all along: their ids stay theirs)
         texts = []
-        for i in range(problem.n):
+        # every cell's numbers read at once as Python floats (the same numbers; an element of an array
+        # costs more to read than to print)
+        numbers = zip(range(problem.n), d.bound.tolist(), d.required.tolist(), d.right.tolist(), d.left.tolist(),
+                      np.asarray(floor, float).tolist(), s.tolist(), problem.lower.tolist(), problem.upper.tolist(),
+                      d.cell_price.tolist())
+        for i, *values in numbers:
             if eff[i]:
                 # an efficiency term's numbers may be signed zeros, which a dict key would not tell apart
                 text = _formula_text(base, terms[i], eff[i])
             else:
-                key = tuple(terms[i])
-                text = by_terms.get(key)
+                # cells sharing one list of terms (see _terms_per_cell) find its formula by the list
+                text = by_list.get(id(terms[i]))
                 if text is None:
-                    text = by_terms[key] = _formula_text(base, terms[i], eff[i])
-            texts.append(cell_reason(problem, d, s, i, cur, floor, text))
+                    key = tuple(terms[i])
+                    text = by_terms.get(key)
+                    if text is None:
+                        text = by_terms[key] = _formula_text(base, terms[i], eff[i])
+                    by_list[id(terms[i])] = text
+            texts.append(_reason(problem, d, i, cur, text, *values))
         out = np.array(texts, dtype=object)
         return pd.Categorical(out) if categorical else out
     formulas: dict[int, str] = {}  # equal formula keys write equal formulas: one text per key
@@ -256,9 +272,17 @@ def binding_rules(d: Decomposition, binding_things: list[dict], problem: Compile
         codes, texts = pattern_codes(combine(*keys) if keys else np.zeros(n, np.int64), names)
     else:
         rows, effs = terms_per_cell or _terms_per_cell(d, n)
-        # names_on(i) of every cell, from the terms read once
-        written = ["; ".join(dict.fromkeys([t[0] for t in r if t[2] != 0] + [t[0] for t in e if t[1] != 0]))
-                   for r, e in zip(rows, effs)]
+        # names_on(i) of every cell, from the terms read once; cells sharing one list of row terms (and no
+        # efficiency terms) share its text
+        by_row: dict[int, str] = {}
+        written = []
+        for r, e in zip(rows, effs):
+            text = None if e else by_row.get(id(r))
+            if text is None:
+                text = "; ".join(dict.fromkeys([t[0] for t in r if t[2] != 0] + [t[0] for t in e if t[1] != 0]))
+                if not e:
+                    by_row[id(r)] = text
+            written.append(text)
         codes, texts = np.arange(n), np.array(written + [""], dtype=object)[:-1]
     extra = _cell_things(binding_things, problem)
     if extra:
@@ -279,7 +303,16 @@ def _terms_per_cell(d: Decomposition, n: int) -> tuple[list, list]:
     terms, eff = d.terms, d.efficiency_terms
     if isinstance(terms, CellTerms):
         y = terms.y.tolist()
-        rows = [[(name, a, p) for name, a, p in zip(terms.names, row, y) if a != 0] for row in terms.A.tolist()]
+        # equal rows of the matrix give equal terms (a nonzero coefficient equal to another is the same
+        # number; zeros are left out): one list per distinct row, shared by its cells, which only read it
+        seen: dict[tuple, list] = {}
+        rows = []
+        for row in terms.A.tolist():
+            key = tuple(row)
+            cell = seen.get(key)
+            if cell is None:
+                cell = seen[key] = [(name, a, p) for name, a, p in zip(terms.names, row, y) if a != 0]
+            rows.append(cell)
     else:
         rows = [terms[i] for i in range(n)]
     if isinstance(eff, CellEfficiencyTerms) and not eff.rules:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import NumericalError, SolverUnavailableError
 from ..problem import CompiledProblem
 from .base import SolveResult, Solver, check_bounds_feasible
@@ -49,6 +51,13 @@ def solve(problem: CompiledProblem, solver: str = AUTO, tolerance: float | None 
     InfeasibleError
         When bounds, budget and constraints cannot hold together.
     """
+    return solve_with_response(problem, solver, tolerance)[0]
+
+
+def solve_with_response(problem: CompiledProblem, solver: str = AUTO,
+                        tolerance: float | None = None) -> tuple[SolveResult, np.ndarray | None]:
+    """:func:`solve`, and ``problem.response(result.spend)`` when the backend computed it on its way
+    (:meth:`Solver.solve_with_response`; else None)."""
     if solver == AUTO:
         backend = choose_solver(problem)
         if backend.name in ("dual", "envelope") and SOLVERS["global"].can_solve(problem) is None:
@@ -56,8 +65,8 @@ def solve(problem: CompiledProblem, solver: str = AUTO, tolerance: float | None 
             try:
                 result = backend.solve(problem, tolerance)
             except NumericalError:
-                return SOLVERS["global"].solve(problem, tolerance)
-            return result if result.termination == "optimal" else SOLVERS["global"].solve(problem, tolerance)
+                return SOLVERS["global"].solve(problem, tolerance), None
+            return (result if result.termination == "optimal" else SOLVERS["global"].solve(problem, tolerance)), None
     else:
         if solver not in SOLVERS:
             raise SolverUnavailableError(f"unknown solver '{solver}'; known: {', '.join([AUTO, *SOLVERS])}")
@@ -65,7 +74,8 @@ def solve(problem: CompiledProblem, solver: str = AUTO, tolerance: float | None 
         why = backend.can_solve(problem)
         if why is not None:
             raise SolverUnavailableError(why)
-    return backend.solve(problem, tolerance)
+    return backend.solve_with_response(problem, tolerance)
 
 
-__all__ = ["SOLVERS", "AUTO", "GlobalSolver", "SolveResult", "Solver", "check_bounds_feasible", "choose_solver", "solve"]
+__all__ = ["SOLVERS", "AUTO", "GlobalSolver", "SolveResult", "Solver", "check_bounds_feasible", "choose_solver", "solve",
+           "solve_with_response"]

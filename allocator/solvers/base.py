@@ -96,6 +96,12 @@ class Solver:
     def solve(self, problem: CompiledProblem, tolerance: float | None = None) -> SolveResult:
         raise NotImplementedError
 
+    def solve_with_response(self, problem: CompiledProblem,
+                            tolerance: float | None = None) -> tuple[SolveResult, np.ndarray | None]:
+        """:meth:`solve`, and ``problem.response(result.spend)`` when the backend computed it on its way
+        (else None): a plan's table shows it, and need not evaluate every curve again."""
+        return self.solve(problem, tolerance), None
+
 
 def check_bounds_feasible(problem: CompiledProblem) -> None:
     """Raise :class:`InfeasibleError` naming the conflicting parts when bounds and budget cannot hold."""

@@ -30,23 +30,29 @@ class ExactSolver(Solver):
     description = "multiplier bisection/regula falsi on the common marginal return; concave curves, one budget"
 
     def solve(self, problem: CompiledProblem, tolerance: float | None = None) -> SolveResult:
+        return self.solve_with_response(problem, tolerance)[0]
+
+    def solve_with_response(self, problem: CompiledProblem,
+                            tolerance: float | None = None) -> tuple[SolveResult, np.ndarray | None]:
         check_bounds_feasible(problem)
         rel = 1e-13 if tolerance is None else min(tolerance, 1e-9)
         lo, hi = problem.lower, problem.upper
-        # (cells, closed form, its guard) per block
-        rules = [(b.index, *_guarded_rule(b, problem.value[b.index], problem.pool[b.index]))
-                 for b in problem.blocks]
-        # compile puts a single family's cells in order, so one rule can cover all cells without scatter
-        whole = len(rules) == 1 and len(rules[0][0]) == problem.n and bool(np.all(np.diff(rules[0][0]) == 1))
-        clip_lo, clip_hi = bool(np.any(lo > 0)), bool(np.any(np.isfinite(hi)))
+        clip_lo, clip_hi = bool((lo > 0).any()), bool(np.isfinite(hi).any())
         passes = 0
+        # The closed forms may overflow at extreme parameters (see _guarded_rule), so the rules are made
+        # and every pass runs with floating-point errors ignored: one errstate for the whole search
+        # (one per pass cost more than a small problem's arithmetic). Nothing else in the search
+        # warns: sums and clips of finite spends, and Python arithmetic on the bracket.
+        rules: list = []  # (cells, closed form, its guard) per block, made below
+        whole = False
+        n = problem.n
 
         def assemble(lam: float) -> np.ndarray:
             if whole:
                 s = np.asarray(rules[0][1](lam), float)
                 return s if _all_usable(s) else rules[0][2](lam, s)
             parts = [fast(lam) for _, fast, _ in rules]
-            s = np.empty(problem.n)
+            s = np.empty(n)
             for (idx, _, _), part in zip(rules, parts):
                 s[idx] = part
             if not _all_usable(s):
@@ -56,56 +62,78 @@ class ExactSolver(Solver):
             return s
 
         def spend_at(lam: float) -> np.ndarray:
+            # called with floating-point errors ignored (see above)
             nonlocal passes
             passes += 1
-            # the closed forms may overflow (see _guarded_rule): one errstate per pass, not per block
-            with np.errstate(all="ignore"):
-                s = assemble(lam)
+            s = assemble(lam)
             if clip_lo:
                 np.maximum(s, lo, out=s)
             if clip_hi:
                 np.minimum(s, hi, out=s)
             return s
 
+        with np.errstate(all="ignore"):
+            rules += [(b.index, *_guarded_rule(b, problem.value[b.index], problem.pool[b.index]))
+                      for b in problem.blocks]
+            # compile puts a single family's cells in order, so one rule can cover all cells without scatter
+            whole = len(rules) == 1 and len(rules[0][0]) == n and bool(np.all(np.diff(rules[0][0]) == 1))
+            found = self._search(problem, spend_at, rel)
+        if isinstance(found, SolveResult):
+            found.passes = passes
+            return found, None
+        s, lam, it, s_lam = found
+        bound = dual_bound(problem, s_lam, lam)
+        # problem.net_value(s), its response kept: the plan's table shows it
+        resp = problem.response(s)
+        primal = float((problem.pool * problem.value * resp).sum() - s.sum()) - problem.activation_paid(s)
+        result = SolveResult(spend=s, solver=self.name, marginal_return=lam, iterations=it, passes=passes,
+                             upper_bound=bound, optimality_gap=max(bound - primal, 0.0) / max(abs(primal), 1e-12),
+                             info={"budget_binds": True, "bound_method": "Lagrangian dual at the final multiplier"})
+        return result, resp
+
+    def _search(self, problem: CompiledProblem, spend_at, rel: float):
+        """The multiplier search: a finished :class:`SolveResult` (budget slack, floors or flat tails
+        take it all; ``passes`` left to the caller) or ``(spend, lam, iterations, spend_at(lam))``."""
+        lo, hi = problem.lower, problem.upper
         B = problem.budget
         s1 = spend_at(1.0)
-        S1 = float(s1.sum())
+        S1 = float(_sum(s1))
         if B is None or (not problem.use_all and S1 <= B):
-            return SolveResult(spend=s1, solver=self.name, marginal_return=1.0, passes=passes,
-                               info={"budget_binds": False})
+            return SolveResult(spend=s1, solver=self.name, marginal_return=1.0, info={"budget_binds": False})
 
         if float(lo.sum()) >= B * (1 - 1e-15):
             # the floors use the whole budget: nothing is left to allocate
-            return SolveResult(spend=lo.copy(), solver=self.name, marginal_return=None, passes=passes,
-                               info={"budget_binds": True})
-        # bracket log(lam): a where S >= B, b where S <= B
+            return SolveResult(spend=lo.copy(), solver=self.name, marginal_return=None, info={"budget_binds": True})
+        # bracket log(lam): a where S >= B, b where S <= B (each pass's sum taken once)
         if S1 > B:
             a, Sa, sa = 0.0, S1, s1
             b = math.log(2.0)
             sb = spend_at(2.0)
-            while sb.sum() > B:
-                a, Sa, sa = b, float(sb.sum()), sb
+            Sb = float(_sum(sb))
+            while Sb > B:
+                a, Sa, sa = b, Sb, sb
                 b *= 2.0
                 if b > 700:
                     raise NumericalError("could not bracket the budget multiplier (marginal returns above e^700)")
                 sb = spend_at(math.exp(b))
-            Sb = float(sb.sum())
+                Sb = float(_sum(sb))
         else:  # use_all with the profit optimum below budget: lam < 1
             b, Sb, sb = 0.0, S1, s1
             a = -math.log(2.0)
             sa = spend_at(0.5)
-            while sa.sum() < B and a > -700:
-                b, Sb, sb = a, float(sa.sum()), sa
+            Sa = float(_sum(sa))
+            while Sa < B and a > -700:
+                b, Sb, sb = a, Sa, sa
                 a *= 2.0
                 sa = spend_at(math.exp(a))
-            Sa = float(sa.sum())
+                Sa = float(_sum(sa))
             if Sa < B:
                 # even at a vanishing marginal return the curves take less than B (flat tails):
                 # the rest has zero marginal value; place it where there is room, by pool.
                 room = np.where(np.isfinite(hi), hi - sa, problem.pool)
                 s = sa + (B - Sa) * room / room.sum()
                 return SolveResult(spend=np.minimum(s, hi), solver=self.name, marginal_return=0.0,
-                                   passes=passes, info={"budget_binds": True})
+                                   info={"budget_binds": True})
 
         tol_spend = rel * max(B, 1.0)
         fa, fb = Sa - B, Sb - B
@@ -119,7 +147,7 @@ class ExactSolver(Solver):
             if not (a < c < b) or it % 8 == 0:
                 c = 0.5 * (a + b)
             sc = spend_at(math.exp(c))
-            Sc = float(sc.sum())
+            Sc = float(_sum(sc))
             fc = Sc - B
             if abs(fc) <= tol_spend:
                 a, Sa, sa = c, Sc, sc
@@ -137,14 +165,10 @@ class ExactSolver(Solver):
                 side = 1
         theta = 0.0 if Sa == Sb else (B - Sb) / (Sa - Sb)
         s = sb + theta * (sa - sb)
-        if not np.all(np.isfinite(s)):
+        if not np.isfinite(s).all():
             raise NumericalError("the exact solver produced non-finite spend; check curve parameters")
         lam = math.exp(0.5 * (a + b))
-        bound = dual_bound(problem, spend_at(lam), lam)
-        primal = problem.net_value(s)
-        return SolveResult(spend=s, solver=self.name, marginal_return=lam, iterations=it, passes=passes,
-                           upper_bound=bound, optimality_gap=max(bound - primal, 0.0) / max(abs(primal), 1e-12),
-                           info={"budget_binds": True, "bound_method": "Lagrangian dual at the final multiplier"})
+        return s, lam, it, spend_at(lam)
 
 
 def _guarded_rule(block, value: np.ndarray, pool: np.ndarray):
@@ -154,12 +178,11 @@ def _guarded_rule(block, value: np.ndarray, pool: np.ndarray):
     1e308: ``sqrt(value * ceiling * h)`` is ``inf``, which once put a flat cell at its cap);
     where it returns a non-finite or negative spend, the bisection on the slope (which only
     evaluates ``slope``) answers instead. Returns ``(rule, guard)``: ``guard(lam, rule(lam))`` is the
-    guarded spend; both are called under ``np.errstate(all="ignore")``.
+    guarded spend. It is made, and both are called, under ``np.errstate(all="ignore")`` (the caller's).
     """
     from ..curves.base import CurveFamily
 
-    with np.errstate(all="ignore"):
-        fast = block.family.spend_rule(block.params, value, pool)
+    fast = block.family.spend_rule(block.prepared, value, pool)
     slow = None
 
     def guard(lam: float, answer: np.ndarray) -> np.ndarray:
@@ -176,8 +199,16 @@ def _guarded_rule(block, value: np.ndarray, pool: np.ndarray):
 
 
 def _all_usable(s: np.ndarray) -> bool:
-    """Every spend finite and >= 0 (NaN fails both tests): two reductions, where the guard takes four calls."""
-    return not s.size or (s.min() >= 0 and s.max() < np.inf)
+    """Every spend finite and >= 0 (NaN fails both tests): two reductions, where the guard takes four calls.
+
+    The ufuncs' own reductions, without the array methods' wrappers (a pass is a few microseconds).
+    """
+    return not s.size or (_min(s) >= 0 and _max(s) < np.inf)
+
+
+_min, _max = np.minimum.reduce, np.maximum.reduce
+_sum = np.add.reduce
+"""``a.sum()`` of a 1-D array: the method's reduction, without its wrapper (a pass's total, ten times a solve)."""
 
 
 def dual_bound(problem: CompiledProblem, spend_at_lam: np.ndarray, lam: float) -> float:
