@@ -107,6 +107,8 @@ def _holder(listener: socket.socket, ready) -> None:
         def data_received(self, data):
             self.transport.write(str(os.getpid()).encode())
 
+    listener.take_slot()  # as each spawned worker of `allocator serve` does when it starts
+
     async def main():
         await asyncio.get_running_loop().create_server(Answer, sock=listener)
         ready.send(os.getpid())
@@ -168,3 +170,30 @@ def test_keep_alive_connections_are_held_evenly(monkeypatch):
     assert sorted(first.values()) == [10, 10], first
     # the first process's 10 closed; of 20 new ones it takes 15, and each holds 15
     assert sorted(second.values()) == [15, 15], second
+
+
+def test_a_spawned_worker_is_on_the_board_before_its_first_accept():
+    """A worker rebuilt from the pickle (as ``allocator serve`` spawns them) holds a slot at once."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    listener = FairListener.of(sock, processes=2)
+
+    class Descriptor:  # what multiprocessing's DupFd hands over in the spawned process
+        def detach(self):
+            return os.dup(listener.fileno())
+
+    worker = listener_module._rebuild(Descriptor(), listener.family, listener.type, listener.proto, listener._board)
+    try:
+        cells = list(listener._board.cells)
+        assert cells[0::2].count(os.getpid()) == 1 and cells[1::2] == [0, 0]
+        # another live process holding no connection makes this one, holding one, wait
+        listener._board.add(worker._slot, 1)
+        other = 1 - worker._slot
+        listener._board.cells[2 * other] = os.getppid()
+        assert listener._board.fewer_elsewhere(worker._slot)
+        listener._board.add(other, 1)
+        assert not listener._board.fewer_elsewhere(worker._slot)
+    finally:
+        worker.close()
+        listener.close()

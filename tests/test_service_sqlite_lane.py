@@ -161,3 +161,31 @@ def test_lane_is_one_connection_per_thread(tmp_path):
         t.join()
     assert len(set(seen)) == 3 and lane._conn() is lane._conn()
     lane.close()
+
+
+
+def _longest_log(tmp_path: Path, monkeypatch, restart_frames: int) -> int:
+    """Longest write-ahead log seen while 3,000 plans are written without pause, checkpoints running."""
+    monkeypatch.setattr(sqlite_lane, "CHECKPOINT_SECONDS", 0.005)
+    monkeypatch.setattr(sqlite_lane, "RESTART_FRAMES", restart_frames)
+    tmp_path.mkdir()
+    st = Store(f"sqlite:///{tmp_path / 's.db'}")
+    key, _ = st.create_key("w")
+    big = [{"note": "x" * 1000} for _ in range(10)]   # about 3 pages a plan, 35 MB in all
+    wal, longest = Path(f"{tmp_path / 's.db'}-wal"), 0
+    for i in range(3000):
+        st.add_plan("w", "s", {}, "h", "9", key.id, SUMMARY, big, raw=True)
+        if i % 50 == 0:
+            longest = max(longest, wal.stat().st_size if wal.exists() else 0)
+    st.dispose()
+    return longest
+
+
+def test_the_log_is_started_over_under_a_steady_stream_of_plans(tmp_path, monkeypatch):
+    """Plans written without pause: passive checkpoints alone let the log grow (no writer ever finds it
+    all copied); a restarting checkpoint past RESTART_FRAMES keeps it a fraction of that (measured
+    in the server: 22 MB, against 1.4 GB after 35 s)."""
+    passive = _longest_log(tmp_path / "passive", monkeypatch, 10**9)
+    restarted = _longest_log(tmp_path / "restart", monkeypatch, 100)
+    assert passive > 20 * 1024 * 1024, passive
+    assert restarted < 0.6 * passive, (restarted, passive)

@@ -98,7 +98,7 @@ class FairListener(socket.socket):
         # the loop has turned once (and served what it has), so that a sibling may take the next
         if self._resting:
             raise BlockingIOError
-        board, slot = self._board, self._my_slot()
+        board, slot = self._board, self.take_slot()
         if slot is not None and board.fewer_elsewhere(slot):
             now = time.monotonic()
             if not self._waiting_since:
@@ -116,10 +116,15 @@ class FairListener(socket.socket):
         conn._board, conn._slot = board, slot
         return conn, addr
 
-    def _my_slot(self) -> int | None:
+    def take_slot(self) -> int | None:
+        """This process's slot on the board (taken on the first call in each process); None without one.
+
+        A worker calls it as it starts (spawned workers do, as they are rebuilt): a sibling that
+        won every race for the socket so far must already see it, holding none, and leave it some.
+        """
         if self._board is None:
             return None
-        if self._slot_pid != os.getpid():  # first accept in this process (spawned or forked)
+        if self._slot_pid != os.getpid():  # first call in this process (spawned or forked)
             self._slot, self._slot_pid = self._board.claim(), os.getpid()
         return None if self._slot is None or self._slot < 0 else self._slot
 
@@ -154,4 +159,5 @@ class _Held(socket.socket):
 def _rebuild(df, family, type_, proto, board) -> FairListener:
     listener = FairListener(family, type_, proto, fileno=df.detach())
     listener._board = board
+    listener.take_slot()
     return listener

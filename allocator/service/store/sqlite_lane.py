@@ -34,6 +34,12 @@ BUSY_SECONDS = 30.0
 CHECKPOINT_SECONDS = 0.1
 """How often the background thread copies the write-ahead log into the database, when plans were written."""
 
+RESTART_FRAMES = 4096
+"""A log longer than this (frames of 4 kB) is started over after the next checkpoint (see :meth:`SqliteLane.checkpoint`)."""
+
+RESTART_WAIT_MS = 200
+"""How long a restarting checkpoint waits for a writer or reader to finish before it tries again later."""
+
 _RETRY_SECONDS = 0.0001
 
 _KEY = "SELECT id, workspace, secret_hash, read_only, label, created_at, revoked_at FROM api_keys WHERE id = ?"
@@ -150,22 +156,35 @@ class SqliteLane:
         conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
         try:
             configure(conn)
+            conn.execute(f"PRAGMA journal_size_limit={RESTART_FRAMES * 4096 * 2}")
             while not self._closed.wait(CHECKPOINT_SECONDS):
                 if self._written.is_set():
                     self._written.clear()
-                    self.checkpoint(conn)
+                    _busy, frames, _copied = self.checkpoint(conn)
+                    if frames > RESTART_FRAMES:
+                        self.checkpoint(conn, "RESTART")
         finally:
             conn.close()
 
-    def checkpoint(self, conn: sqlite3.Connection | None = None) -> tuple[int, int, int]:
-        """Copy what the write-ahead log holds into the database without waiting for readers or writers.
+    def checkpoint(self, conn: sqlite3.Connection | None = None, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        """Copy what the write-ahead log holds into the database; SQLite's ``(busy, frames in the log, frames copied)``.
 
-        Returns SQLite's ``(busy, frames in the log, frames copied)``.
+        ``PASSIVE`` waits for no one. Under a steady stream of plans that never empties the log:
+        some plan is always written while the copy runs, so no writer finds it all copied, which
+        is when SQLite starts the log over (measured: 1.4 GB after 35 s). ``RESTART`` keeps new
+        writers out for the few frames left and the database's sync (about a millisecond), and
+        makes the next writer start the log over.
         """
+        conn = conn or self._conn()
         try:
-            return tuple((conn or self._conn()).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+            if mode != "PASSIVE":
+                conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+            return tuple(conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())
         except sqlite3.Error:  # the next round tries again; a failed checkpoint loses nothing
             return (1, -1, -1)
+        finally:
+            if mode != "PASSIVE":
+                conn.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
 
     def close(self) -> None:
         """Stop the checkpoints, copy the log once more and close every connection of the lane."""
