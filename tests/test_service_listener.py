@@ -25,15 +25,22 @@ from allocator.service.listener import FairListener
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 
-def _serve(listener: socket.socket, ready) -> None:
+def _serve(listener: socket.socket, ready, hold: bool = False) -> None:
+    """Answer each message with this process's pid: after 20 ms of blocking work, closing the
+    connection; or, with ``hold``, at once, keeping it open (a keep-alive client)."""
     class Answer(asyncio.Protocol):
         def connection_made(self, transport):
             self.transport = transport
 
         def data_received(self, data):
-            time.sleep(0.02)  # the event loop is blocked, as by a solve
+            if not hold:
+                time.sleep(0.02)  # the event loop is blocked, as by a solve
             self.transport.write(str(os.getpid()).encode())
-            self.transport.close()
+            if not hold:
+                self.transport.close()
+
+    if hold:
+        listener.take_slot()  # as each spawned worker of `allocator serve` does when it starts
 
     async def main():
         await asyncio.get_running_loop().create_server(Answer, sock=listener)
@@ -98,26 +105,6 @@ def test_the_listener_keeps_the_socket_it_replaces():
         listener.close()
 
 
-def _holder(listener: socket.socket, ready) -> None:
-    """Serve keep-alive connections: each ``?`` gets this process's pid; connections stay open."""
-    class Answer(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-
-        def data_received(self, data):
-            self.transport.write(str(os.getpid()).encode())
-
-    listener.take_slot()  # as each spawned worker of `allocator serve` does when it starts
-
-    async def main():
-        await asyncio.get_running_loop().create_server(Answer, sock=listener)
-        ready.send(os.getpid())
-        await asyncio.sleep(60)
-
-    asyncio.run(main())
-
-
-
 def _held_by(listener: socket.socket, clients: int, waves: int = 1) -> list[collections.Counter]:
     """Open ``clients`` connections at once, ``waves`` times: who holds the open ones after each wave.
 
@@ -130,7 +117,7 @@ def _held_by(listener: socket.socket, clients: int, waves: int = 1) -> list[coll
     try:
         for _ in range(2):
             mine, theirs = ctx.Pipe()
-            p = ctx.Process(target=_holder, args=(listener, theirs), daemon=True)
+            p = ctx.Process(target=_serve, args=(listener, theirs, True), daemon=True)
             p.start()
             pipes.append(mine)
             procs.append(p)

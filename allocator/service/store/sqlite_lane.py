@@ -25,8 +25,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator
+
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql import ClauseElement
 
 BUSY_SECONDS = 30.0
 """How long a write waits for another process's write lock (the engine's ``timeout``)."""
@@ -41,13 +45,6 @@ RESTART_WAIT_MS = 200
 """How long a restarting checkpoint waits for a writer or reader to finish before it tries again later."""
 
 _RETRY_SECONDS = 0.0001
-
-_KEY = "SELECT id, workspace, secret_hash, read_only, label, created_at, revoked_at FROM api_keys WHERE id = ?"
-_LATEST = "SELECT max(version) FROM plans WHERE workspace = ? AND scenario = ?"
-PLAN_COLUMNS = ("id", "workspace", "scenario", "version", "scenario_json", "input_hash", "engine_version", "solver",
-                "status", "optimality_gap", "solve_seconds", "created_at", "created_by", "summary_json", "cells_json")
-_INSERT = f"INSERT INTO plans ({', '.join(PLAN_COLUMNS)}) VALUES ({', '.join('?' * len(PLAN_COLUMNS))})"
-
 
 def sqlite_text(t: datetime) -> str:
     """``t`` as SQLAlchemy's SQLite ``DateTime`` stores it (naive, microseconds always written)."""
@@ -71,11 +68,32 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA foreign_keys=ON")
 
 
-class SqliteLane:
-    """Key lookups and plan inserts on ``path``, one ``sqlite3`` connection per thread; checkpoints in the background."""
+def sql_of(statement: ClauseElement) -> str:
+    """The SQL text SQLAlchemy's SQLite dialect writes for ``statement``, with ``:name`` parameters."""
+    return str(statement.compile(dialect=sqlite.dialect(paramstyle="named")))
 
-    def __init__(self, path: str):
+
+@contextmanager
+def _busy_timeout(conn: sqlite3.Connection, ms: int) -> Iterator[None]:
+    """SQLite's busy handler waits at most ``ms`` inside the block, then ``BUSY_SECONDS`` again."""
+    conn.execute(f"PRAGMA busy_timeout={ms}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
+
+
+class SqliteLane:
+    """Key lookups and plan inserts on ``path``, one ``sqlite3`` connection per thread; checkpoints in the background.
+
+    ``key``, ``latest`` and ``insert`` are the store's own SQLAlchemy statements (a key by
+    ``:key_id``; the latest version of ``:w``, ``:s``; a plan row), run here as the SQL text they
+    compile to, so both routes run one definition.
+    """
+
+    def __init__(self, path: str, key: ClauseElement, latest: ClauseElement, insert: ClauseElement):
         self.path = path
+        self._key, self._latest, self._insert = sql_of(key), sql_of(latest), sql_of(insert)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -97,23 +115,24 @@ class SqliteLane:
 
     def key_row(self, key_id: str) -> dict[str, Any] | None:
         """The ``api_keys`` row of ``key_id`` (dates as datetimes, as SQLAlchemy reads them), or None."""
-        row = self._conn().execute(_KEY, (key_id,)).fetchone()
+        cur = self._conn().execute(self._key, {"key_id": key_id})
+        row = cur.fetchone()
         if row is None:
             return None
-        return {"id": row[0], "workspace": row[1], "secret_hash": row[2], "read_only": bool(row[3]), "label": row[4],
-                "created_at": _when(row[5]), "revoked_at": _when(row[6])}
+        out = dict(zip((d[0] for d in cur.description), row))
+        out["read_only"] = bool(out["read_only"])
+        out["created_at"], out["revoked_at"] = _when(out["created_at"]), _when(out["revoked_at"])
+        return out
 
     def insert_plan(self, row: dict[str, Any], created_at: datetime) -> None:
         """Insert ``row`` as its scenario's next version (sets ``row["version"]`` and ``row["created_at"]``)."""
         conn = self._conn()
         self._begin_immediate(conn)
         try:
-            latest = conn.execute(_LATEST, (row["workspace"], row["scenario"])).fetchone()[0]
+            latest = conn.execute(self._latest, {"w": row["workspace"], "s": row["scenario"]}).fetchone()[0]
             row["version"] = int(latest or 0) + 1
             row["created_at"] = created_at
-            values = [row[c] for c in PLAN_COLUMNS]
-            values[PLAN_COLUMNS.index("created_at")] = sqlite_text(created_at)
-            conn.execute(_INSERT, values)
+            conn.execute(self._insert, {**row, "created_at": sqlite_text(created_at)})
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -124,9 +143,8 @@ class SqliteLane:
     @staticmethod
     def _begin_immediate(conn: sqlite3.Connection) -> None:
         """Take the write lock, polling every 0.1 ms while another process holds it (up to ``BUSY_SECONDS``)."""
-        conn.execute("PRAGMA busy_timeout=0")
-        try:
-            deadline = None
+        deadline = None
+        with _busy_timeout(conn, 0):
             while True:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
@@ -139,8 +157,6 @@ class SqliteLane:
                     if now > deadline:
                         raise
                     time.sleep(_RETRY_SECONDS)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
 
     # ------------------------------------------------------------------ checkpoints
     def _wrote(self) -> None:
@@ -177,14 +193,10 @@ class SqliteLane:
         """
         conn = conn or self._conn()
         try:
-            if mode != "PASSIVE":
-                conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-            return tuple(conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())
+            with _busy_timeout(conn, RESTART_WAIT_MS if mode != "PASSIVE" else int(BUSY_SECONDS * 1000)):
+                return tuple(conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())
         except sqlite3.Error:  # the next round tries again; a failed checkpoint loses nothing
             return (1, -1, -1)
-        finally:
-            if mode != "PASSIVE":
-                conn.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
 
     def close(self) -> None:
         """Stop the checkpoints, copy the log once more and close every connection of the lane."""

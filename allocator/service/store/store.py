@@ -104,7 +104,7 @@ class Store:
             self.engine = create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
         # a file's key lookups and plan inserts skip SQLAlchemy (see sqlite_lane: a tenth of a small plan)
         path = lane_path(url)
-        self._lane = SqliteLane(path) if path else None
+        self._lane = SqliteLane(path, _KEY_BY_ID, _LATEST_VERSION, _ADD_PLAN) if path else None
         # SQLite has one writer at a time anyway; serializing version numbering here avoids retries
         self._write_lock = threading.Lock()
         if migrate:
