@@ -14,6 +14,7 @@ import pytest
 from allocator.service.store import Store
 from allocator.service.store import sqlite_lane
 from allocator.service.store.sqlite_lane import SqliteLane, configure, lane_path
+from allocator.service.store.store import _ADD_PLAN, _KEY_BY_ID, _LATEST_VERSION
 
 SUMMARY = {"solver": "exact", "status": "optimal", "optimality_gap": 0.0, "solve_seconds": 0.25, "net_value": 1.5}
 CELLS = [{"segment": "a", "task": "retention", "spend": 1.0}, {"segment": "b", "task": "acquisition", "spend": 2.5}]
@@ -152,7 +153,7 @@ def test_lane_is_one_connection_per_thread(tmp_path):
     first = sqlite3.connect(tmp_path / "x.db")
     configure(first)  # as the store's migration leaves it: in WAL mode already
     first.close()
-    lane = SqliteLane(str(tmp_path / "x.db"))
+    lane = SqliteLane(str(tmp_path / "x.db"), _KEY_BY_ID, _LATEST_VERSION, _ADD_PLAN)
     seen = []
     threads = [threading.Thread(target=lambda: seen.append(id(lane._conn()))) for _ in range(3)]
     for t in threads:
@@ -175,6 +176,7 @@ def _longest_log(tmp_path: Path, monkeypatch, restart_frames: int) -> int:
     wal, longest = Path(f"{tmp_path / 's.db'}-wal"), 0
     for i in range(3000):
         st.add_plan("w", "s", {}, "h", "9", key.id, SUMMARY, big, raw=True)
+        time.sleep(0.0003)  # a server parses and solves between two inserts: the checkpoints get their turn
         if i % 50 == 0:
             longest = max(longest, wal.stat().st_size if wal.exists() else 0)
     st.dispose()
